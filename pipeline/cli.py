@@ -1,0 +1,259 @@
+"""The `mlpipe` command line (also `python -m pipeline` and the `jobs/*.py` spark-submit entry points).
+
+Exit codes: 0 success, 1 run failure, 2 usage or configuration error (raised before Spark starts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.config import AppConfig, load_config
+from pipeline.errors import ConfigError, PipelineError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger("mlpipe")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What a command handler receives: parsed arguments and the validated configuration."""
+
+    args: argparse.Namespace
+    config: AppConfig
+
+    def spark(self) -> SparkSession:
+        """The SparkSession (built on first use, after the configuration was validated)."""
+        from pipeline.session import build_spark
+
+        name = self.config.pipeline.name if self.config.pipeline else "project"
+        return build_spark(self.config.spark, app_name=f"mlpipe-{self.args.command}-{name}")
+
+
+Handler = Callable[[Invocation], int]
+
+
+def _run_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a date in YYYY-MM-DD form") from None
+
+
+def _common(parser: argparse.ArgumentParser, *, pipeline: bool, run_date: bool) -> None:
+    group = parser.add_argument_group("configuration")
+    if pipeline:
+        group.add_argument(
+            "--pipeline",
+            "-p",
+            required=True,
+            metavar="NAME",
+            help="pipeline spec: conf/base/pipelines/NAME.yml",
+        )
+    if run_date:
+        group.add_argument(
+            "--run-date",
+            type=_run_date,
+            metavar="YYYY-MM-DD",
+            help="the logical date of the run (default: today, UTC)",
+        )
+    group.add_argument(
+        "--env",
+        metavar="ENV",
+        help="configuration overlay conf/ENV/ (default: $MLPIPE_ENV or 'local')",
+    )
+    group.add_argument(
+        "--conf-dir",
+        type=Path,
+        metavar="DIR",
+        help="configuration directory (default: $MLPIPE_CONF_DIR or ./conf)",
+    )
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a configuration value, e.g. --set spark.master=local[2]",
+    )
+    group.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+
+
+def _not_yet(stage: str) -> Handler:
+    def handler(_: Invocation) -> int:
+        raise PipelineError(f"the '{stage}' stage is not available in this version yet")
+
+    return handler
+
+
+def _check(inv: Invocation) -> int:
+    from pipeline.check import run_check
+
+    report = run_check(inv.spark(), inv.config)
+    print(report)
+    return EXIT_OK
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    """The argument parser and the handler of each subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="mlpipe",
+        description="Batch ML pipeline on Spark: ingest -> features -> train -> score, "
+        "with Delta tables and MLflow.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    handlers: dict[str, Handler] = {}
+
+    def add(
+        name: str, help_text: str, handler: Handler, *, pipeline: bool = True, run_date: bool = True
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p, pipeline=pipeline, run_date=run_date)
+        handlers[name] = handler
+        return p
+
+    gen = add(
+        "generate",
+        "write realistic sample raw files for a use case into a landing folder",
+        _not_yet("generate"),
+        pipeline=False,
+        run_date=False,
+    )
+    gen.add_argument("use_case", metavar="USE_CASE", help="fraud, maintenance or recommendation")
+    gen.add_argument("--out", metavar="URI", help="landing folder (default: <landing>/<use case>)")
+    gen.add_argument("--days", type=int, default=3, help="number of daily drops (default 3)")
+    gen.add_argument("--rows-per-day", type=int, default=10_000, metavar="N")
+    gen.add_argument("--start-date", type=_run_date, default=dt.date(2026, 1, 1))
+    gen.add_argument("--seed", type=int, default=7)
+
+    add(
+        "ingest",
+        "raw files -> bronze Delta table (new files only, bad rows quarantined)",
+        _not_yet("ingest"),
+    )
+    add(
+        "features",
+        "bronze -> feature Delta table (clean, deduplicate, derive, label)",
+        _not_yet("features"),
+    )
+    add(
+        "train",
+        "cross-validate candidates, evaluate, register, gate the champion",
+        _not_yet("train"),
+    )
+    add(
+        "score",
+        "score the run date's rows with the champion into the predictions table",
+        _not_yet("score"),
+    )
+    add(
+        "nightly",
+        "ingest -> features -> (retrain) -> score for one date in one Spark app",
+        _not_yet("nightly"),
+    )
+    back = add(
+        "backfill",
+        "run the nightly flow for each date of a range, in order, resumable",
+        _not_yet("backfill"),
+        run_date=False,
+    )
+    back.add_argument("--from", dest="date_from", type=_run_date, required=True, metavar="DATE")
+    back.add_argument("--to", dest="date_to", type=_run_date, required=True, metavar="DATE")
+    add(
+        "check",
+        "check the stack: Delta round trip and an MLflow run (prints where they are)",
+        _check,
+        pipeline=False,
+        run_date=False,
+    )
+    return parser, handlers
+
+
+def _version() -> str:
+    from pipeline import __version__
+
+    return f"mlpipe {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, validate configuration (before Spark starts), run the command."""
+    parser, handlers = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    verbose = bool(args.verbose) or os.environ.get("MLPIPE_DEBUG") == "1"
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(
+            getattr(args, "pipeline", None),
+            env=args.env,
+            conf_dir=args.conf_dir,
+            overrides=args.overrides,
+        )
+    except ConfigError as exc:
+        print(f"mlpipe: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    preexisting = _active_spark() is not None  # e.g. a test's session: not ours to stop
+    if getattr(args, "run_date", "absent") is None:
+        args.run_date = dt.datetime.now(dt.timezone.utc).date()
+    try:
+        return handlers[args.command](Invocation(args=args, config=config))
+    except ConfigError as exc:
+        print(f"mlpipe: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PipelineError as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"mlpipe {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"mlpipe {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an unexpected Spark/IO failure: still one clear line
+        traceback.print_exc() if verbose else None
+        print(
+            f"mlpipe {args.command}: failed: {type(exc).__name__}: {_first_line(exc)}"
+            " (run with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    finally:
+        if not preexisting:
+            _stop_spark()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
+
+
+def _active_spark() -> SparkSession | None:
+    if "pyspark.sql" not in sys.modules:  # never import pyspark just to ask
+        return None
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession()
+
+
+def _stop_spark() -> None:
+    active = _active_spark()
+    if active is not None:
+        active.stop()

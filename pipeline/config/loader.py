@@ -1,0 +1,264 @@
+"""Load layered YAML configuration: base, then an environment overlay, then `--set` overrides.
+
+The merged document is validated into frozen pydantic models (`pipeline.config.models`). Every error
+names the file that supplied the offending key and the dotted key path, and never echoes a value that
+came from an environment variable (those are where secrets live).
+
+Layout under the configuration directory (default: `conf/` of the project)::
+
+    conf/base/project.yml              spark, storage, mlflow settings
+    conf/base/pipelines/<name>.yml     one pipeline (use case) spec
+    conf/<env>/project.yml             optional overlay for an environment (local, test, cluster, ...)
+    conf/<env>/pipelines/<name>.yml    optional overlay for one pipeline in that environment
+
+The pipeline spec is merged under the top-level key ``pipeline``, so ``--set pipeline.train.folds=5``
+and ``--set spark.master=local[2]`` address one tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from pipeline.config.models import AppConfig
+from pipeline.errors import ConfigError
+
+PROJECT_FILE = "project.yml"
+PIPELINES_DIR = "pipelines"
+SET_ORIGIN = "--set"
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+KeyPath = tuple[str, ...]
+
+
+def default_conf_dir() -> Path:
+    """The configuration directory: $MLPIPE_CONF_DIR, else `conf/` beside the installed package."""
+    env = os.environ.get("MLPIPE_CONF_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+@dataclass
+class _Layered:
+    """A merged document plus, for every key path, the file that last set it."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    origin: dict[KeyPath, str] = field(default_factory=dict)
+    secrets: set[KeyPath] = field(default_factory=set)
+    secret_values: set[str] = field(default_factory=set)
+
+    def origin_of(self, path: Sequence[str | int]) -> str | None:
+        """File that set `path`, or the nearest enclosing key that has one."""
+        parts = tuple(str(p) for p in path)
+        for end in range(len(parts), -1, -1):
+            found = self.origin.get(parts[:end])
+            if found is not None:
+                return found
+        return None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"invalid YAML{where}: {problem}", file=str(path)) from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError("the top level must be a mapping of keys to values", file=str(path))
+    return loaded
+
+
+def _interpolate(value: Any, path: KeyPath, file: str, layered: _Layered) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in strings; remember which keys took an env value."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*path, str(k)), file, layered) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, str(i)), file, layered) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        env_value = os.environ.get(name)
+        if env_value is None:
+            if default is None:
+                raise ConfigError(
+                    f"environment variable {name} is not set (use ${{{name}:-default}} "
+                    "for an optional value)",
+                    file=file,
+                    key=".".join(path),
+                )
+            return default
+        layered.secrets.add(path)
+        if env_value:
+            layered.secret_values.add(env_value)
+        return env_value
+
+    return _ENV_PATTERN.sub(substitute, value)
+
+
+def _merge(layered: _Layered, overlay: Mapping[str, Any], file: str, prefix: KeyPath = ()) -> None:
+    """Deep-merge `overlay` into `layered.data` at `prefix`: mappings merge, anything else replaces."""
+    target: dict[str, Any] = layered.data
+    for part in prefix:
+        target = target.setdefault(part, {})
+    for key, value in overlay.items():
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"keys must be strings, found {key!r}", file=file, key=".".join((*prefix, str(key)))
+            )
+        path = (*prefix, key)
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            layered.origin.setdefault(path, file)
+            _merge(layered, value, file, path)
+            continue
+        target[key] = value
+        _record_origin(layered, path, value, file)
+
+
+def _record_origin(layered: _Layered, path: KeyPath, value: Any, file: str) -> None:
+    for stale in [p for p in layered.origin if p[: len(path)] == path]:
+        del layered.origin[stale]
+    layered.origin[path] = file
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _record_origin(layered, (*path, str(k)), v, file)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _record_origin(layered, (*path, str(i)), v, file)
+
+
+def parse_overrides(overrides: Iterable[str]) -> list[tuple[KeyPath, Any]]:
+    """Parse `a.b=c` strings; the value is read as YAML so numbers and booleans keep their type."""
+    parsed: list[tuple[KeyPath, Any]] = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set expects KEY.PATH=VALUE, got {item!r}", file=SET_ORIGIN)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"value is not valid YAML: {exc}", file=SET_ORIGIN, key=key) from exc
+        parsed.append((tuple(key.split(".")), value))
+    return parsed
+
+
+def _apply_override(layered: _Layered, path: KeyPath, value: Any) -> None:
+    target = layered.data
+    for depth, part in enumerate(path[:-1]):
+        nxt = target.get(part)
+        if nxt is None:
+            nxt = target[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(
+                "cannot set a key below a value that is not a mapping",
+                file=SET_ORIGIN,
+                key=".".join(path[: depth + 1]),
+            )
+        target = nxt
+    target[path[-1]] = value
+    _record_origin(layered, path, value, SET_ORIGIN)
+
+
+def list_pipelines(conf_dir: Path | None = None) -> list[str]:
+    """Names of the pipelines defined in `conf/base/pipelines/`."""
+    base = (conf_dir or default_conf_dir()) / "base" / PIPELINES_DIR
+    return sorted(p.stem for p in base.glob("*.yml"))
+
+
+def load_config(
+    pipeline: str | None = None,
+    *,
+    env: str | None = None,
+    conf_dir: Path | str | None = None,
+    overrides: Iterable[str] = (),
+) -> AppConfig:
+    """Load, merge and validate the configuration; raise `ConfigError` naming file and key.
+
+    Args:
+        pipeline: name of a pipeline spec under `conf/base/pipelines/`, or None for project only.
+        env: environment overlay (`conf/<env>/`); defaults to $MLPIPE_ENV, else `local`.
+        conf_dir: configuration directory; defaults to `default_conf_dir()`.
+        overrides: `KEY.PATH=VALUE` strings applied last.
+    """
+    root = Path(conf_dir) if conf_dir is not None else default_conf_dir()
+    env_name = env or os.environ.get("MLPIPE_ENV") or "local"
+    if not root.is_dir():
+        raise ConfigError("configuration directory does not exist", file=str(root))
+    base_project = root / "base" / PROJECT_FILE
+    if not base_project.is_file():
+        raise ConfigError("required base configuration file is missing", file=str(base_project))
+    env_dir = root / env_name
+    if env_name != "base" and not env_dir.is_dir():
+        known = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "base")
+        raise ConfigError(
+            f"unknown environment '{env_name}' (known: {', '.join(known) or 'none'})",
+            file=str(env_dir),
+        )
+
+    layered = _Layered()
+    files: list[tuple[Path, KeyPath]] = [(base_project, ()), (env_dir / PROJECT_FILE, ())]
+    if pipeline is not None:
+        spec = root / "base" / PIPELINES_DIR / f"{pipeline}.yml"
+        if not spec.is_file():
+            names = ", ".join(list_pipelines(root)) or "none"
+            raise ConfigError(f"no pipeline named '{pipeline}' (known: {names})", file=str(spec))
+        files += [
+            (spec, ("pipeline",)),
+            (env_dir / PIPELINES_DIR / f"{pipeline}.yml", ("pipeline",)),
+        ]
+
+    seen: set[Path] = set()
+    for path, prefix in files:
+        if path in seen or (path != base_project and not path.exists()):
+            continue
+        seen.add(path)
+        doc = _interpolate(_read_yaml(path), prefix, str(path), layered)
+        _merge(layered, doc, str(path), prefix)
+
+    for key_path, value in parse_overrides(overrides):
+        _apply_override(layered, key_path, value)
+
+    context = {"conf_dir": root, "env": env_name}
+    try:
+        return AppConfig.model_validate(layered.data, context=context)
+    except ValidationError as exc:
+        raise _to_config_error(exc, layered) from None
+
+
+def _to_config_error(exc: ValidationError, layered: _Layered) -> ConfigError:
+    """One message for all problems, each naming its file and key; no value from the env is shown."""
+    problems: list[tuple[str, str, str]] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see conf/base for the known keys)"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        for secret in layered.secret_values:
+            message = message.replace(secret, "***")
+        problems.append((layered.origin_of(loc) or "(configuration)", key, message))
+    first_file, first_key, first_msg = problems[0]
+    if len(problems) == 1:
+        return ConfigError(first_msg, file=first_file, key=first_key)
+    lines = [f"{first_msg}"] + [f"  also {f}, key '{k}': {m}" for f, k, m in problems[1:]]
+    return ConfigError("\n".join(lines), file=first_file, key=first_key)

@@ -1,0 +1,236 @@
+"""Typed, frozen configuration models, validated before Spark starts.
+
+Unknown keys are errors (`extra="forbid"`): a misspelt key must never be silently ignored.
+Storage locations are Hadoop FileSystem URIs; a relative local path is resolved against the project
+directory (the parent of the configuration directory) so that a run does not depend on the cwd.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+# Hadoop FileSystem schemes the pipeline supports; s3:// and s3n:// are deliberately absent
+# (Hadoop's S3 connector is s3a://).
+URI_SCHEMES = ("file", "hdfs", "s3a", "abfs", "abfss", "wasb", "wasbs", "gs", "viewfs", "dbfs")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
+
+
+def _project_dir(info: ValidationInfo) -> Path:
+    ctx = info.context or {}
+    conf_dir = ctx.get("conf_dir")
+    return Path(conf_dir).resolve().parent if conf_dir is not None else Path.cwd()
+
+
+def normalize_uri(value: str, project_dir: Path) -> str:
+    """Return a Hadoop URI: absolute `file://` for local paths, unchanged for supported schemes."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    match = _SCHEME.match(value)
+    if match is None:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", value) and not value.startswith("/"):
+            raise ValueError(f"'{value}' is not a valid URI or path")
+        path = Path(value)
+        if not path.is_absolute():
+            path = project_dir / path
+        return "file://" + str(path.resolve())
+    scheme, rest = match.group(1).lower(), match.group(2)
+    if scheme in ("s3", "s3n"):
+        raise ValueError(f"scheme '{scheme}://' is not supported by Hadoop here; use s3a://")
+    if scheme not in URI_SCHEMES:
+        raise ValueError(
+            f"unsupported URI scheme '{scheme}://' (supported: {', '.join(URI_SCHEMES)})"
+        )
+    if scheme != "file" and not rest.split("/", 1)[0]:
+        raise ValueError(f"'{value}' names no host or bucket")
+    if scheme == "file":
+        return "file://" + str(Path("/" + rest.lstrip("/")))
+    return f"{scheme}://{rest}".rstrip("/")
+
+
+def _uri(value: str, info: ValidationInfo) -> str:
+    return normalize_uri(value, _project_dir(info))
+
+
+Uri = Annotated[str, AfterValidator(_uri)]
+
+
+def _local_path(value: str, info: ValidationInfo) -> str:
+    uri = normalize_uri(value, _project_dir(info))
+    if not uri.startswith("file://"):
+        raise ValueError("must be a local path (file://), not a remote URI")
+    return uri[len("file://") :]
+
+
+LocalPath = Annotated[str, AfterValidator(_local_path)]
+
+
+class Frozen(BaseModel):
+    """Base for configuration models: immutable, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Project: spark, storage, mlflow
+# --------------------------------------------------------------------------------------------------
+
+
+class SparkConfig(Frozen):
+    """How the SparkSession is built when the pipeline builds it (not under spark-submit)."""
+
+    master: str = "local[*]"
+    app_name: str = "mlpipe"
+    driver_memory: str = Field("4g", pattern=r"^\d+[kmgtKMGT]?$")
+    shuffle_partitions: int | Literal["auto"] = "auto"
+    ui_enabled: bool = False
+    log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "WARN"
+    jars_dir: str | None = None
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _positive_partitions(self) -> SparkConfig:
+        if isinstance(self.shuffle_partitions, int) and self.shuffle_partitions < 1:
+            raise ValueError("shuffle_partitions must be 'auto' or a positive integer")
+        return self
+
+
+class StorageConfig(Frozen):
+    """Where raw files land and where Delta tables live (any Hadoop FileSystem URI)."""
+
+    landing: Uri
+    tables: Uri
+    checkpoints: Uri | None = None
+    reports: LocalPath = "data/reports"
+
+
+class MlflowConfig(Frozen):
+    """MLflow tracking and registry."""
+
+    tracking_uri: str
+    registry_uri: str | None = None
+    artifact_location: Uri | None = None
+    experiment_prefix: str = "mlpipe"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absolute_sqlite(cls, data: Any, info: ValidationInfo) -> Any:
+        # A relative sqlite path would depend on the cwd of whoever runs the job.
+        if isinstance(data, dict):
+            for key in ("tracking_uri", "registry_uri"):
+                value = data.get(key)
+                if isinstance(value, str) and value.startswith("sqlite:///"):
+                    raw = value[len("sqlite:///") :]
+                    if not raw.startswith("/"):
+                        data = {**data, key: f"sqlite:///{(_project_dir(info) / raw).resolve()}"}
+        return data
+
+
+# --------------------------------------------------------------------------------------------------
+# Pipeline spec
+# --------------------------------------------------------------------------------------------------
+
+SIMPLE_TYPES = (
+    "string",
+    "int",
+    "long",
+    "bigint",
+    "double",
+    "float",
+    "boolean",
+    "date",
+    "timestamp",
+)
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+
+
+def _column_type(value: str) -> str:
+    value = value.strip().lower()
+    if value in SIMPLE_TYPES or _DECIMAL.match(value):
+        return "long" if value == "bigint" else value
+    raise ValueError(f"unknown type '{value}' (known: {', '.join(SIMPLE_TYPES)}, decimal(p,s))")
+
+
+ColumnType = Annotated[str, AfterValidator(_column_type)]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class ColumnSpec(Frozen):
+    """One declared source column; rows that break its rules go to quarantine."""
+
+    name: Identifier
+    type: ColumnType
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str | int | float | bool] | None = None
+    format: str | None = None  # date/timestamp pattern, e.g. "yyyy-MM-dd HH:mm:ss"
+
+    @model_validator(mode="after")
+    def _range(self) -> ColumnSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        numeric = self.type not in ("string", "boolean", "date", "timestamp")
+        if (self.min is not None or self.max is not None) and not numeric:
+            raise ValueError(f"min/max apply to numeric columns, not {self.type}")
+        return self
+
+
+class SourceSpec(Frozen):
+    """Raw files in a landing folder: format, options and the enforced schema."""
+
+    path: Uri | None = None  # default: <storage.landing>/<pipeline name>
+    format: Literal["csv", "json", "parquet"]
+    options: dict[str, str | int | bool] = Field(default_factory=dict)
+    columns: list[ColumnSpec] = Field(min_length=1)
+    schema_evolution: Literal["fail", "add"] = "fail"
+    max_files_per_batch: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SourceSpec:
+        names = [c.name.lower() for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate column names: {', '.join(dupes)}")
+        return self
+
+
+class TablesSpec(Frozen):
+    """Optional explicit table locations; each defaults to <storage.tables>/<pipeline>/<table>."""
+
+    bronze: Uri | None = None
+    quarantine: Uri | None = None
+    audit: Uri | None = None
+    features: Uri | None = None
+    predictions: Uri | None = None
+
+
+class PipelineSpec(Frozen):
+    """A use case: where its data comes from and how it is modelled."""
+
+    name: Identifier
+    task: Literal["binary_classification", "regression", "recommendation"]
+    description: str = ""
+    source: SourceSpec
+    tables: TablesSpec = Field(default_factory=TablesSpec)
+
+
+class AppConfig(Frozen):
+    """The whole validated configuration of one run."""
+
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    storage: StorageConfig
+    mlflow: MlflowConfig
+    pipeline: PipelineSpec | None = None
+
+    def require_pipeline(self) -> PipelineSpec:
+        """The pipeline spec; a `ConfigError` when the command was not given `--pipeline`."""
+        if self.pipeline is None:
+            from pipeline.errors import ConfigError
+
+            raise ConfigError("this command needs --pipeline NAME")
+        return self.pipeline

@@ -1,0 +1,207 @@
+"""Layered configuration: overlays, env interpolation, overrides, and errors naming file and key."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.config.loader import list_pipelines
+from pipeline.errors import ConfigError
+from tests.helpers import CONF_DIR, ROOT
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    """A private copy of the real configuration directory, safe to break."""
+    target = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, target)
+    return target
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize("env", ["local", "test", "cluster"])
+def test_every_shipped_environment_and_pipeline_validates(env: str) -> None:
+    for name in [None, *list_pipelines(CONF_DIR)]:
+        cfg = load_config(name, env=env, conf_dir=CONF_DIR)
+        assert cfg.storage.tables.split("://")[0] in ("file", "hdfs")
+        if name is not None:
+            assert cfg.require_pipeline().name == name
+
+
+def test_overlay_overrides_base_and_relative_paths_resolve_to_project(
+    conf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLPIPE_DATA", raising=False)
+    write(conf / "local" / "project.yml", "spark:\n  master: local[3]\n  shuffle_partitions: 5\n")
+    cfg = load_config(env="local", conf_dir=conf)
+    assert (cfg.spark.master, cfg.spark.shuffle_partitions) == ("local[3]", 5)
+    # untouched base values survive the merge
+    assert cfg.spark.driver_memory == "4g"
+    project = conf.parent.resolve()
+    assert cfg.storage.tables == f"file://{project}/data/tables"
+    assert cfg.mlflow.tracking_uri == f"sqlite:///{project}/data/mlflow.db"
+
+
+def test_set_overrides_are_typed_and_applied_last(conf: Path) -> None:
+    cfg = load_config(
+        env="test",
+        conf_dir=conf,
+        overrides=["spark.shuffle_partitions=7", "spark.ui_enabled=true", "spark.master=local[1]"],
+    )
+    assert cfg.spark.shuffle_partitions == 7
+    assert cfg.spark.ui_enabled is True
+    assert cfg.spark.master == "local[1]"
+
+
+def test_misspelt_key_names_file_and_key(conf: Path) -> None:
+    overlay = write(conf / "test" / "project.yml", "spark:\n  mastr: local[2]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(env="test", conf_dir=conf)
+    assert err.value.file == str(overlay)
+    assert err.value.key == "spark.mastr"
+    assert "unknown key" in str(err.value)
+
+
+def test_wrong_type_names_file_and_key(conf: Path) -> None:
+    overlay = write(conf / "test" / "project.yml", "spark:\n  shuffle_partitions: many\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(env="test", conf_dir=conf)
+    assert err.value.file == str(overlay)
+    assert err.value.key is not None
+    assert err.value.key.startswith("spark.shuffle_partitions")
+
+
+def test_missing_required_value_names_the_key(conf: Path) -> None:
+    base = conf / "base" / "project.yml"
+    text = base.read_text().replace("  tables: ${MLPIPE_DATA:-data}/tables", "")
+    base.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(env="test", conf_dir=conf)
+    assert (err.value.file, err.value.key) == (str(base), "storage.tables")
+    assert "required key is missing" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("uri", "phrase"),
+    [
+        ("s3://bucket/tables", "use s3a://"),
+        ("ftp://host/tables", "unsupported URI scheme"),
+        ("hdfs:///no-host", "names no host"),
+    ],
+)
+def test_bad_storage_uri_is_rejected(conf: Path, uri: str, phrase: str) -> None:
+    overlay = write(conf / "test" / "project.yml", f"storage:\n  tables: {uri}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(env="test", conf_dir=conf)
+    assert (err.value.file, err.value.key) == (str(overlay), "storage.tables")
+    assert phrase in str(err.value)
+
+
+def test_invalid_yaml_names_file_and_line(conf: Path) -> None:
+    overlay = write(conf / "test" / "project.yml", "spark:\n  master: [unclosed\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(env="test", conf_dir=conf)
+    assert err.value.file == str(overlay)
+    assert "line" in str(err.value)
+
+
+def test_unreadable_file_is_a_config_error(conf: Path) -> None:
+    overlay = conf / "test" / "project.yml"
+    overlay.unlink()
+    overlay.mkdir()  # a directory where a file is expected cannot be read as one
+    with pytest.raises(ConfigError) as err:
+        load_config(env="test", conf_dir=conf)
+    assert err.value.file == str(overlay)
+    assert "cannot read file" in str(err.value)
+
+
+def test_env_interpolation_with_and_without_default(
+    conf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(
+        conf / "test" / "project.yml",
+        "spark:\n  app_name: ${APP_NAME_FOR_TEST:-fallback}\n  master: ${MASTER_FOR_TEST}\n",
+    )
+    monkeypatch.setenv("MASTER_FOR_TEST", "local[1]")
+    monkeypatch.delenv("APP_NAME_FOR_TEST", raising=False)
+    cfg = load_config(env="test", conf_dir=conf)
+    assert (cfg.spark.master, cfg.spark.app_name) == ("local[1]", "fallback")
+
+    monkeypatch.delenv("MASTER_FOR_TEST")
+    with pytest.raises(ConfigError) as err:
+        load_config(env="test", conf_dir=conf)
+    assert err.value.key == "spark.master"
+    assert "MASTER_FOR_TEST is not set" in str(err.value)
+
+
+def test_secret_from_environment_never_appears_in_error(
+    conf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cr3t-token-value"
+    monkeypatch.setenv("TOKEN_FOR_TEST", secret)
+    write(
+        conf / "test" / "project.yml",
+        "spark:\n  driver_memory: ${TOKEN_FOR_TEST}\n  shuffle_partitions: ${TOKEN_FOR_TEST}\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(env="test", conf_dir=conf)
+    assert "spark.driver_memory" in str(err.value)
+    assert secret not in str(err.value)
+
+
+def test_unknown_environment_and_pipeline_list_the_known_ones(conf: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown environment 'prod' \(known: .*cluster"):
+        load_config(env="prod", conf_dir=conf)
+    with pytest.raises(ConfigError, match=r"no pipeline named 'nope'"):
+        load_config("nope", env="test", conf_dir=conf)
+
+
+def test_bad_set_override_is_rejected(conf: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(env="test", conf_dir=conf, overrides=["spark.nonsense=1"])
+    assert (err.value.file, err.value.key) == ("--set", "spark.nonsense")
+    with pytest.raises(ConfigError, match=r"KEY\.PATH=VALUE"):
+        load_config(env="test", conf_dir=conf, overrides=["no-equals-sign"])
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh interpreter; also report whether pyspark.sql was ever imported."""
+    code = (
+        "import sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
+        "print('SPARK_IMPORTED=' + str('pyspark.sql' in sys.modules)); sys.exit(rc)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_cli_rejects_bad_config_with_exit_2_before_spark_starts(conf: Path) -> None:
+    overlay = write(conf / "test" / "project.yml", "storage:\n  tabels: /tmp/x\n")
+    result = run_cli("check", "--env", "test", "--conf-dir", str(conf))
+    assert result.returncode == 2
+    assert f"{overlay}, key 'storage.tabels': unknown key" in result.stderr
+    assert "SPARK_IMPORTED=False" in result.stdout
+
+
+def test_cli_help_lists_every_stage() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for stage in ("generate", "ingest", "features", "train", "score", "nightly", "backfill"):
+        assert stage in result.stdout
+
+
+def test_cli_usage_error_exits_2() -> None:
+    result = run_cli("ingest", "--run-date", "2026-13-45", "--pipeline", "fraud")
+    assert result.returncode == 2
+    assert "not a date in YYYY-MM-DD form" in result.stderr
