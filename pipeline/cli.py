@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,26 @@ def _not_yet(stage: str) -> Handler:
     return handler
 
 
+def new_run_id() -> str:
+    """A fresh run id (shared by every stage of one nightly run)."""
+    return uuid.uuid4().hex
+
+
+def _ingest(inv: Invocation) -> int:
+    from pipeline.ingest.runner import run_ingest
+
+    entries = run_ingest(inv.spark(), inv.config, run_date=inv.args.run_date, run_id=new_run_id())
+    for entry in entries:
+        print(entry.summary())
+    return EXIT_OK
+
+
+def _generate(inv: Invocation) -> int:
+    from pipeline.generate import generate_command
+
+    return generate_command(inv)
+
+
 def _check(inv: Invocation) -> int:
     from pipeline.check import run_check
 
@@ -128,7 +149,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     gen = add(
         "generate",
         "write realistic sample raw files for a use case into a landing folder",
-        _not_yet("generate"),
+        _generate,
         pipeline=False,
         run_date=False,
     )
@@ -138,11 +159,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     gen.add_argument("--rows-per-day", type=int, default=10_000, metavar="N")
     gen.add_argument("--start-date", type=_run_date, default=dt.date(2026, 1, 1))
     gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--gzip", action="store_true", help="write .csv.gz files instead of .csv")
 
     add(
         "ingest",
         "raw files -> bronze Delta table (new files only, bad rows quarantined)",
-        _not_yet("ingest"),
+        _ingest,
     )
     add(
         "features",

@@ -183,7 +183,7 @@ class ColumnSpec(Frozen):
 class SourceSpec(Frozen):
     """Raw files in a landing folder: format, options and the enforced schema."""
 
-    path: Uri | None = None  # default: <storage.landing>/<pipeline name>
+    path: Uri | None = None  # default: <storage.landing>/<pipeline>/<source name>
     format: Literal["csv", "json", "parquet"]
     options: dict[str, str | int | bool] = Field(default_factory=dict)
     columns: list[ColumnSpec] = Field(min_length=1)
@@ -200,9 +200,13 @@ class SourceSpec(Frozen):
 
 
 class TablesSpec(Frozen):
-    """Optional explicit table locations; each defaults to <storage.tables>/<pipeline>/<table>."""
+    """Optional explicit table locations; each defaults to <storage.tables>/<pipeline>/<table>.
+
+    Bronze is one table per source: <bronze>/<source name>.
+    """
 
     bronze: Uri | None = None
+    ingest_log: Uri | None = None
     quarantine: Uri | None = None
     audit: Uri | None = None
     features: Uri | None = None
@@ -215,8 +219,14 @@ class PipelineSpec(Frozen):
     name: Identifier
     task: Literal["binary_classification", "regression", "recommendation"]
     description: str = ""
-    source: SourceSpec
+    sources: dict[Identifier, SourceSpec] = Field(min_length=1)
     tables: TablesSpec = Field(default_factory=TablesSpec)
+
+    def source(self, name: str | None = None) -> SourceSpec:
+        """A source by name; the first declared one (the primary events) by default."""
+        if name is None:
+            return next(iter(self.sources.values()))
+        return self.sources[name]
 
 
 class AppConfig(Frozen):

@@ -1,0 +1,1 @@
+"""Readers and writers: raw files, Delta tables, the audit ledger. Transformations never do I/O."""

@@ -1,0 +1,119 @@
+"""The audit table: one ledger row per stage run (and per source for ingest)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import LedgerMismatchError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+AUDIT_DDL = (
+    "run_id STRING NOT NULL, pipeline STRING NOT NULL, stage STRING NOT NULL, run_date DATE, "
+    "source STRING, status STRING NOT NULL, started_at TIMESTAMP, finished_at TIMESTAMP, "
+    "duration_s DOUBLE, batch_id BIGINT, files_read BIGINT, files_quarantined BIGINT, "
+    "rows_read BIGINT, rows_accepted BIGINT, rows_quarantined BIGINT, rows_dropped BIGINT, "
+    "quarantined_by_reason MAP<STRING, BIGINT>, table_versions MAP<STRING, BIGINT>, "
+    "metrics MAP<STRING, DOUBLE>, message STRING"
+)
+
+SUCCEEDED, FAILED, NOOP, SKIPPED = "succeeded", "failed", "noop", "skipped"
+
+
+@dataclass
+class LedgerEntry:
+    """What one stage run read, kept, rejected and wrote; appended to the audit table."""
+
+    run_id: str
+    pipeline: str
+    stage: str
+    run_date: dt.date | None
+    source: str | None = None
+    status: str = SUCCEEDED
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    finished_at: dt.datetime | None = None
+    batch_id: int | None = None
+    files_read: int = 0
+    files_quarantined: int = 0
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    rows_dropped: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    table_versions: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    message: str | None = None
+
+    def reconcile(self) -> None:
+        """Rows read must equal accepted + quarantined + dropped; otherwise the run fails."""
+        accounted = self.rows_accepted + self.rows_quarantined + self.rows_dropped
+        if self.rows_read != accounted:
+            raise LedgerMismatchError(
+                f"{self.stage} of {self.pipeline}"
+                f"{'/' + self.source if self.source else ''}: rows read ({self.rows_read}) != "
+                f"accepted ({self.rows_accepted}) + quarantined ({self.rows_quarantined}) + "
+                f"dropped ({self.rows_dropped})"
+            )
+
+    def finish(self, status: str | None = None, message: str | None = None) -> LedgerEntry:
+        """Stamp the end time (and status/message)."""
+        self.finished_at = dt.datetime.now(dt.timezone.utc)
+        if status is not None:
+            self.status = status
+        if message is not None:
+            self.message = message
+        return self
+
+    def as_row(self) -> dict[str, Any]:
+        """The entry as a row of the audit table."""
+        finished = self.finished_at or dt.datetime.now(dt.timezone.utc)
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "stage": self.stage,
+            "run_date": self.run_date,
+            "source": self.source,
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": finished,
+            "duration_s": (finished - self.started_at).total_seconds(),
+            "batch_id": self.batch_id,
+            "files_read": self.files_read,
+            "files_quarantined": self.files_quarantined,
+            "rows_read": self.rows_read,
+            "rows_accepted": self.rows_accepted,
+            "rows_quarantined": self.rows_quarantined,
+            "rows_dropped": self.rows_dropped,
+            "quarantined_by_reason": dict(self.quarantined_by_reason),
+            "table_versions": dict(self.table_versions),
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "message": self.message,
+        }
+
+    def summary(self) -> str:
+        """One line for the console."""
+        reasons = json.dumps(self.quarantined_by_reason, sort_keys=True)
+        src = f"/{self.source}" if self.source else ""
+        return (
+            f"{self.stage}{src} {self.status}: files {self.files_read} "
+            f"(quarantined {self.files_quarantined}), rows read {self.rows_read}, accepted "
+            f"{self.rows_accepted}, quarantined {self.rows_quarantined} {reasons}, dropped "
+            f"{self.rows_dropped}" + (f" - {self.message}" if self.message else "")
+        )
+
+
+def write_audit(spark: SparkSession, path: str, entries: list[LedgerEntry]) -> None:
+    """Append ledger entries to the audit table (created on first use)."""
+    if not entries:
+        return
+    df = spark.createDataFrame([e.as_row() for e in entries], schema=AUDIT_DDL)
+    df.write.format("delta").mode("append").save(path)
+
+
+def read_audit(spark: SparkSession, path: str) -> DataFrame:
+    """The audit table."""
+    return spark.read.format("delta").load(path)
