@@ -113,6 +113,14 @@ def _ingest(inv: Invocation) -> int:
     return EXIT_OK
 
 
+def _features(inv: Invocation) -> int:
+    from pipeline.features.runner import run_features
+
+    entry = run_features(inv.spark(), inv.config, run_date=inv.args.run_date, run_id=new_run_id())
+    print(entry.summary())
+    return EXIT_OK
+
+
 def _generate(inv: Invocation) -> int:
     from pipeline.generate import generate_command
 
@@ -169,7 +177,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     add(
         "features",
         "bronze -> feature Delta table (clean, deduplicate, derive, label)",
-        _not_yet("features"),
+        _features,
     )
     add(
         "train",

@@ -11,7 +11,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+
+from pipeline.config.base import Frozen, Identifier
+from pipeline.config.stages import (
+    FeatureSpec,
+    ModelInputSpec,
+    MonitorSpec,
+    NightlySpec,
+    ScoreSpec,
+    TrainSpec,
+)
 
 # Hadoop FileSystem schemes the pipeline supports; s3:// and s3n:// are deliberately absent
 # (Hadoop's S3 connector is s3a://).
@@ -67,12 +77,6 @@ def _local_path(value: str, info: ValidationInfo) -> str:
 
 
 LocalPath = Annotated[str, AfterValidator(_local_path)]
-
-
-class Frozen(BaseModel):
-    """Base for configuration models: immutable, and unknown keys are errors."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -156,7 +160,6 @@ def _column_type(value: str) -> str:
 
 
 ColumnType = Annotated[str, AfterValidator(_column_type)]
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class ColumnSpec(Frozen):
@@ -221,6 +224,33 @@ class PipelineSpec(Frozen):
     description: str = ""
     sources: dict[Identifier, SourceSpec] = Field(min_length=1)
     tables: TablesSpec = Field(default_factory=TablesSpec)
+    features: FeatureSpec | None = None
+    model: ModelInputSpec | None = None
+    train: TrainSpec | None = None
+    score: ScoreSpec = Field(default_factory=ScoreSpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+    nightly: NightlySpec = Field(default_factory=NightlySpec)
+
+    @model_validator(mode="after")
+    def _references(self) -> PipelineSpec:
+        # Names that point at other parts of the spec must exist.
+        if self.features is not None:
+            if self.features.source is not None and self.features.source not in self.sources:
+                raise ValueError(
+                    f"features.source '{self.features.source}' is not a declared source"
+                )
+            label = self.features.label
+            if (
+                label is not None
+                and label.event is not None
+                and label.event.source not in self.sources
+            ):
+                raise ValueError(
+                    f"features.label.event.source '{label.event.source}' is not a declared source"
+                )
+        if self.train is not None and self.features is None:
+            raise ValueError("a train section needs a features section")
+        return self
 
     def source(self, name: str | None = None) -> SourceSpec:
         """A source by name; the first declared one (the primary events) by default."""

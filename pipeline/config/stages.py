@@ -1,0 +1,277 @@
+"""Configuration of the modelling stages: features, preprocessing, split, training, gate, scoring."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from pipeline.config.base import Frozen, Identifier
+
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a duration such as '30m', '24h', '7d'."""
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise ValueError(f"'{value}' is not a duration like 30m, 24h or 7d")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _duration(value: str) -> str:
+    if duration_seconds(value) <= 0:
+        raise ValueError("a duration must be positive")
+    return value.strip()
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Features (bronze -> feature table)
+# --------------------------------------------------------------------------------------------------
+
+
+class DerivedFeature(Frozen):
+    """A column computed by a Spark SQL expression over the row (and earlier derived columns)."""
+
+    name: Identifier
+    expr: str = Field(min_length=1)
+
+
+class WindowFeature(Frozen):
+    """Aggregates of a column per entity over past windows, strictly before each event."""
+
+    column: str  # a column name, or "*" for counts of events
+    aggs: list[Literal["count", "sum", "mean", "min", "max", "stddev"]] = Field(min_length=1)
+    over: list[Duration] = Field(min_length=1)
+
+
+class EventLabel(Frozen):
+    """Label from another source's events: does one happen within `within` after the row's time?"""
+
+    source: Identifier
+    time: Identifier
+    within: Duration
+    kind: Literal["occurs_within", "time_until"] = "occurs_within"
+
+
+class LabelSpec(Frozen):
+    """How the label column is made: an existing column, an expression, or future events."""
+
+    column: Identifier | None = None
+    expr: str | None = None
+    event: EventLabel | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LabelSpec:
+        given = [k for k in ("column", "expr", "event") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of column, expr or event")
+        return self
+
+
+class FeatureSpec(Frozen):
+    """bronze -> features: clean, deduplicate, derive, window aggregates, label."""
+
+    source: Identifier | None = None  # default: the first source
+    key: list[Identifier] = Field(min_length=1)
+    entity: Identifier
+    event_time: Identifier
+    trim_strings: bool = True
+    lowercase: list[Identifier] = Field(default_factory=list)
+    derived: list[DerivedFeature] = Field(default_factory=list)
+    windows: list[WindowFeature] = Field(default_factory=list)
+    after_windows: list[DerivedFeature] = Field(default_factory=list)
+    label: LabelSpec | None = None
+    keep: list[Identifier] = Field(default_factory=list)  # raw columns carried to the table
+
+    def max_window_seconds(self) -> int:
+        """The longest look-back of any window feature (0 without windows)."""
+        return max((duration_seconds(w) for f in self.windows for w in f.over), default=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Preprocessing inside the model
+# --------------------------------------------------------------------------------------------------
+
+
+class ImputeSpec(Frozen):
+    """Missing numeric values: how to fill them, and whether to add missing-indicator columns."""
+
+    strategy: Literal["mean", "median", "mode"] = "median"
+    indicators: bool = False
+
+
+class EncodeSpec(Frozen):
+    """Categoricals: index + one-hot; unseen values get their own bucket; rare ones are grouped."""
+
+    min_frequency: float = Field(0.0, ge=0.0, lt=1.0)  # share of rows below which a value is rare
+    one_hot: bool = True
+
+
+class SelectSpec(Frozen):
+    """Feature selection on the assembled vector."""
+
+    variance_threshold: float | None = Field(None, ge=0.0)
+    univariate_top_k: int | None = Field(None, ge=1)  # keep the k best by a univariate test
+
+
+class PcaSpec(Frozen):
+    """Dimensionality reduction: k components, or enough to explain `variance`."""
+
+    k: int | None = Field(None, ge=1)
+    variance: float | None = Field(None, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one(self) -> PcaSpec:
+        if (self.k is None) == (self.variance is None):
+            raise ValueError("set exactly one of k or variance")
+        return self
+
+
+class ModelInputSpec(Frozen):
+    """Which feature-table columns the model sees, and the preprocessing fitted with it."""
+
+    numeric: list[Identifier] = Field(default_factory=list)
+    categorical: list[Identifier] = Field(default_factory=list)
+    impute: ImputeSpec = Field(default_factory=ImputeSpec)
+    encode: EncodeSpec = Field(default_factory=EncodeSpec)
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    select: SelectSpec = Field(default_factory=SelectSpec)
+    pca: PcaSpec | None = None
+
+    @model_validator(mode="after")
+    def _some_input(self) -> ModelInputSpec:
+        if not self.numeric and not self.categorical:
+            raise ValueError("list at least one numeric or categorical column")
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(
+                f"columns listed as numeric and categorical: {', '.join(sorted(both))}"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Split, rebalancing, candidates, selection, gate
+# --------------------------------------------------------------------------------------------------
+
+
+class SplitSpec(Frozen):
+    """Train/test split: stratified by label (hash of the key, reproducible), or by time."""
+
+    kind: Literal["stratified", "random", "time"] = "stratified"
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+
+
+class RebalanceSpec(Frozen):
+    """Class rebalancing for rare events, applied to training data only."""
+
+    kind: Literal["none", "weight", "downsample"] = "none"
+    majority_ratio: float = Field(10.0, gt=0.0)  # downsample: majority rows kept per minority row
+
+
+class CandidateSpec(Frozen):
+    """One algorithm and its hyperparameter grid (MLlib parameter names)."""
+
+    name: Identifier
+    algorithm: Literal[
+        "logistic_regression",
+        "random_forest",
+        "gbt",
+        "linear_svc",
+        "naive_bayes",
+        "linear_regression",
+        "random_forest_regressor",
+        "gbt_regressor",
+        "als",
+    ]
+    params: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _grid_values(self) -> CandidateSpec:
+        for key, values in self.grid.items():
+            if not values:
+                raise ValueError(f"grid.{key} must list at least one value")
+        return self
+
+
+class ThresholdSpec(Frozen):
+    """How the decision threshold is chosen (on cross-validation predictions, never on test)."""
+
+    rule: Literal["max_f1", "min_precision", "fixed"] = "max_f1"
+    min_precision: float = Field(0.5, gt=0.0, le=1.0)
+    value: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class GateSpec(Frozen):
+    """Champion/challenger: promote only when the new model beats the champion by `margin`."""
+
+    metric: str | None = None  # default: the selection metric
+    margin: float = Field(0.0, ge=0.0)
+    bootstrap_rounds: int = Field(0, ge=0)  # > 0: also require the lower confidence bound > 0
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+
+
+class TrainSpec(Frozen):
+    """Model selection and evaluation."""
+
+    metric: Literal[
+        "areaUnderPR",
+        "areaUnderROC",
+        "f1",
+        "accuracy",
+        "rmse",
+        "mae",
+        "r2",
+        "ndcg_at_k",
+        "map_at_k",
+    ] = "areaUnderPR"
+    folds: int = Field(3, ge=2, le=20)
+    parallelism: int = Field(1, ge=1, le=64)
+    seed: int = 42
+    search: Literal["grid", "halving"] = "grid"
+    halving_factor: int = Field(3, ge=2)
+    candidates: list[CandidateSpec] = Field(min_length=1)
+    threshold: ThresholdSpec = Field(default_factory=ThresholdSpec)
+    rebalance: RebalanceSpec = Field(default_factory=RebalanceSpec)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    gate: GateSpec = Field(default_factory=GateSpec)
+    top_k: int = Field(10, ge=1)  # for ranking metrics
+    model_name: str | None = None  # registry name; default mlpipe-<pipeline>
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> TrainSpec:
+        names = [c.name for c in self.candidates]
+        if len(names) != len(set(names)):
+            raise ValueError("candidate names must be unique")
+        return self
+
+
+class ScoreSpec(Frozen):
+    """Batch scoring: which rows are a run date's, and what each prediction row carries."""
+
+    keys: list[Identifier] = Field(default_factory=list)  # default: the feature key
+
+
+class MonitorSpec(Frozen):
+    """Data-quality and drift thresholds for the nightly run."""
+
+    psi_warn: float = Field(0.1, ge=0.0)
+    psi_fail: float = Field(0.5, ge=0.0)
+    null_rate_warn: float = Field(0.2, ge=0.0, le=1.0)
+    row_count_ratio_warn: float = Field(0.5, ge=0.0)  # warn when today / trailing mean is below
+
+
+class NightlySpec(Frozen):
+    """The nightly flow: when to retrain."""
+
+    retrain_every_days: int = Field(7, ge=0)  # 0 = never on a schedule
+    retrain_on_drift: bool = True
+    train_lookback_days: int = Field(30, ge=1)

@@ -1,0 +1,1 @@
+"""Features: bronze -> feature table (pure transforms in `transforms`, I/O in `runner`)."""

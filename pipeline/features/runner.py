@@ -1,0 +1,180 @@
+"""The features stage: bronze -> feature Delta table for a run date.
+
+A run for date D rewrites the event dates [D - label horizon, D] (just D when the label is a
+column): rows of the last `horizon` days get their labels as the future becomes known. Window
+features read history back to the longest window before the first rewritten date, so every row is
+computed from the same data whichever run wrote it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from typing import TYPE_CHECKING
+
+from pipeline.config.models import AppConfig
+from pipeline.config.stages import FeatureSpec, duration_seconds
+from pipeline.errors import ConfigError, RunError
+from pipeline.features.transforms import (
+    EVENT_DATE,
+    clean_strings,
+    deduplicate,
+    with_derived,
+    with_event_date,
+    with_label,
+    with_window_features,
+)
+from pipeline.io.audit import FAILED, NOOP, LedgerEntry, write_audit
+from pipeline.io.delta import is_delta_table, overwrite_where, read_delta, table_version
+from pipeline.io.raw import describe_error
+from pipeline.paths import PipelinePaths
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def feature_spec(config: AppConfig) -> FeatureSpec:
+    """The pipeline's features section, or a configuration error naming it."""
+    spec = config.require_pipeline()
+    if spec.features is None:
+        raise ConfigError("the pipeline has no `features` section", key="pipeline.features")
+    return spec.features
+
+
+def label_horizon_days(spec: FeatureSpec) -> int:
+    """How many days back a run rewrites so that event labels can mature."""
+    if spec.label is None or spec.label.event is None:
+        return 0
+    return math.ceil(duration_seconds(spec.label.event.within) / 86400)
+
+
+def build_features(
+    spark: SparkSession,
+    config: AppConfig,
+    *,
+    first: dt.date,
+    last: dt.date,
+    bronze_version: int | None = None,
+) -> tuple[DataFrame, DataFrame]:
+    """(bronze rows of the dates, feature rows of the dates) — lazily, nothing is computed here."""
+    from pyspark.sql import functions as F
+
+    pipeline = config.require_pipeline()
+    spec = feature_spec(config)
+    paths = PipelinePaths.of(config)
+    source = spec.source or next(iter(pipeline.sources))
+    history_start = dt.datetime.combine(first, dt.time()) - dt.timedelta(
+        seconds=spec.max_window_seconds()
+    )
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
+
+    bronze_path = paths.bronze(source)
+    if not is_delta_table(spark, bronze_path):
+        raise RunError(f"no bronze table at {bronze_path}: run `mlpipe ingest` first")
+    bronze = read_delta(spark, bronze_path, bronze_version)
+    in_range = bronze.where(
+        (F.col(spec.event_time) >= F.lit(history_start)) & (F.col(spec.event_time) < F.lit(end))
+    )
+    target_bronze = with_event_date(in_range, spec.event_time).where(
+        F.col(EVENT_DATE) >= F.lit(first)
+    )
+
+    events_df = None
+    observed_until = None
+    if spec.label is not None and spec.label.event is not None:
+        events_path = paths.bronze(spec.label.event.source)
+        if not is_delta_table(spark, events_path):
+            raise RunError(
+                f"no bronze table at {events_path} for the label events: run `mlpipe ingest` first"
+            )
+        events_df = read_delta(spark, events_path)
+        # What is known on the run date: events up to the end of D.
+        observed_until = F.lit(end)
+        events_df = events_df.where(F.col(spec.label.event.time) < observed_until)
+
+    features = (
+        in_range.transform(clean_strings, trim=spec.trim_strings, lowercase=spec.lowercase)
+        .transform(
+            deduplicate,
+            key=spec.key,
+            event_time=spec.event_time,
+            tie_breakers=["_ingested_at", "_source_file"],
+        )
+        .transform(with_derived, spec.derived)
+        .transform(
+            with_window_features,
+            entity=spec.entity,
+            event_time=spec.event_time,
+            windows=spec.windows,
+        )
+        .transform(with_derived, spec.after_windows)
+    )
+    if spec.label is not None:
+        features = with_label(
+            features,
+            spec.label,
+            key=spec.key,
+            events_df=events_df,
+            entity=spec.entity,
+            event_time=spec.event_time,
+            observed_until=observed_until,
+        )
+    features = with_event_date(features, spec.event_time).where(F.col(EVENT_DATE) >= F.lit(first))
+    metadata = [c for c in features.columns if c.startswith("_")]
+    return target_bronze, features.drop(*metadata)
+
+
+def run_features(
+    spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
+) -> LedgerEntry:
+    """Write the feature rows of the run date (and of the label horizon before it)."""
+    from pyspark.sql import functions as F
+
+    pipeline = config.require_pipeline()
+    spec = feature_spec(config)
+    paths = PipelinePaths.of(config)
+    entry = LedgerEntry(run_id=run_id, pipeline=pipeline.name, stage="features", run_date=run_date)
+    first = run_date - dt.timedelta(days=label_horizon_days(spec))
+    try:
+        source = spec.source or next(iter(pipeline.sources))
+        bronze_version = table_version(spark, paths.bronze(source))
+        target_bronze, features = build_features(
+            spark, config, first=first, last=run_date, bronze_version=bronze_version
+        )
+        target_bronze = target_bronze.persist()
+        entry.rows_read = target_bronze.count()
+        if entry.rows_read == 0:
+            target_bronze.unpersist()
+            entry.finish(NOOP, f"no bronze rows with event dates {first}..{run_date}")
+            write_audit(spark, paths.audit, [entry])
+            return entry
+        distinct_keys = target_bronze.select(*spec.key).distinct().count()
+        target_bronze.unpersist()
+
+        predicate = f"{EVENT_DATE} >= '{first}' AND {EVENT_DATE} <= '{run_date}'"
+        overwrite_where(features, paths.features, predicate, partition_by=[EVENT_DATE])
+        written = read_delta(spark, paths.features).where(
+            (F.col(EVENT_DATE) >= F.lit(first)) & (F.col(EVENT_DATE) <= F.lit(run_date))
+        )
+        entry.rows_accepted = written.count()
+        entry.rows_dropped = entry.rows_read - distinct_keys
+        if bronze_version is not None:
+            entry.table_versions["bronze"] = bronze_version
+        version = table_version(spark, paths.features)
+        if version is not None:
+            entry.table_versions["features"] = version
+        entry.reconcile()
+        entry.finish()
+    except Exception as exc:
+        entry.finish(FAILED, describe_error(exc))
+        try:
+            write_audit(spark, paths.audit, [entry])
+        except Exception:
+            log.exception("could not write the failed run's audit row")
+        raise
+    write_audit(spark, paths.audit, [entry])
+    log.info(entry.summary())
+    return entry
