@@ -161,7 +161,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         pipeline=False,
         run_date=False,
     )
-    gen.add_argument("use_case", metavar="USE_CASE", help="fraud, maintenance or recommendation")
+    gen.add_argument("use_case", metavar="USE_CASE", help="fraud, maintenance, recommendation or churn")
     gen.add_argument("--out", metavar="URI", help="landing folder (default: <landing>/<use case>)")
     gen.add_argument("--days", type=int, default=3, help="number of daily drops (default 3)")
     gen.add_argument("--rows-per-day", type=int, default=10_000, metavar="N")
