@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-slow test-cluster test-all lint format bench clean help
+.PHONY: hdfs-start hdfs-stop cluster-start cluster-stop mlflow-start mlflow-stop
 
 help:
 	@echo "make demo          run the main job on the embedded default (local mode)"
@@ -13,6 +14,9 @@ help:
 	@echo "make test-cluster  spark-submit on a standalone cluster + MLflow server + HDFS"
 	@echo "make lint          ruff + mypy"
 	@echo "make bench         benchmarks against the alternatives"
+	@echo "make hdfs-start    single-node HDFS on hdfs://127.0.0.1:9000 (hdfs-stop stops it)"
+	@echo "make cluster-start Spark standalone master + worker, spark://127.0.0.1:7077 (cluster-stop)"
+	@echo "make mlflow-start  MLflow tracking server on http://127.0.0.1:5000 (mlflow-stop)"
 
 setup:
 	@bash scripts/setup.sh
@@ -45,6 +49,26 @@ format: setup
 
 bench: setup
 	@echo "benchmarks are not available yet"
+
+# Local services for cluster runs (docs/CLUSTER.md): state, logs and pid files under var/.
+hdfs-start:
+	bash scripts/setup.sh --hdfs
+	bash scripts/hdfs.sh start
+
+hdfs-stop:
+	bash scripts/hdfs.sh stop
+
+cluster-start: setup
+	bash scripts/spark-cluster.sh start
+
+cluster-stop:
+	bash scripts/spark-cluster.sh stop
+
+mlflow-start: setup
+	bash scripts/mlflow-server.sh start
+
+mlflow-stop:
+	bash scripts/mlflow-server.sh stop
 
 clean:
 	rm -rf data spark-warehouse metastore_db derby.log .pytest_cache .mypy_cache .ruff_cache

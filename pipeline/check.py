@@ -40,6 +40,11 @@ def run_check(spark: SparkSession, config: AppConfig) -> str:
             f"  Delta table : {path} (version {version[0] if version else '?'}, 1000 rows)",
             f"  MLflow run  : {run.info.run_id} in experiment {experiment_id}",
             f"  tracking    : {config.mlflow.tracking_uri}",
-            f"  browse with : mlflow ui --backend-store-uri {config.mlflow.tracking_uri}",
+            "  browse with : "
+            + (
+                f"open {config.mlflow.tracking_uri}"
+                if config.mlflow.tracking_uri.startswith("http")
+                else f"mlflow ui --backend-store-uri {config.mlflow.tracking_uri}"
+            ),
         ]
     )

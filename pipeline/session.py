@@ -104,10 +104,14 @@ def build_spark(cfg: SparkConfig, *, app_name: str | None = None) -> SparkSessio
 
     name = app_name or cfg.app_name
     if under_spark_submit():
-        from pyspark import SparkConf
+        from pyspark import SparkConf, SparkContext
 
-        submitted = SparkConf()  # loaded from the JVM that spark-submit configured
-        builder = SparkSession.builder.appName(name)
+        # Connect to spark-submit's JVM first: only then does SparkConf() see what it was given.
+        SparkContext._ensure_initialized()
+        submitted = SparkConf()
+        builder = SparkSession.builder
+        if not submitted.contains("spark.app.name"):
+            builder = builder.appName(name)
         for key, value in {**DELTA_CONF, "spark.sql.session.timeZone": "UTC"}.items():
             if not submitted.contains(key):
                 builder = builder.config(key, value)
