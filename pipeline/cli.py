@@ -121,6 +121,15 @@ def _features(inv: Invocation) -> int:
     return EXIT_OK
 
 
+def _train(inv: Invocation) -> int:
+    from pipeline.train.runner import run_train
+
+    result = run_train(inv.spark(), inv.config, run_date=inv.args.run_date, run_id=new_run_id())
+    print(result.summary())
+    print(f"report: {result.report_dir}")
+    return EXIT_OK
+
+
 def _generate(inv: Invocation) -> int:
     from pipeline.generate import generate_command
 
@@ -161,7 +170,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         pipeline=False,
         run_date=False,
     )
-    gen.add_argument("use_case", metavar="USE_CASE", help="fraud, maintenance, recommendation or churn")
+    gen.add_argument(
+        "use_case", metavar="USE_CASE", help="fraud, maintenance, recommendation or churn"
+    )
     gen.add_argument("--out", metavar="URI", help="landing folder (default: <landing>/<use case>)")
     gen.add_argument("--days", type=int, default=3, help="number of daily drops (default 3)")
     gen.add_argument("--rows-per-day", type=int, default=10_000, metavar="N")
@@ -182,7 +193,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     add(
         "train",
         "cross-validate candidates, evaluate, register, gate the champion",
-        _not_yet("train"),
+        _train,
     )
     add(
         "score",

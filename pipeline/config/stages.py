@@ -215,8 +215,6 @@ class GateSpec(Frozen):
 
     metric: str | None = None  # default: the selection metric
     margin: float = Field(0.0, ge=0.0)
-    bootstrap_rounds: int = Field(0, ge=0)  # > 0: also require the lower confidence bound > 0
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
 class TrainSpec(Frozen):
@@ -236,8 +234,6 @@ class TrainSpec(Frozen):
     folds: int = Field(3, ge=2, le=20)
     parallelism: int = Field(1, ge=1, le=64)
     seed: int = 42
-    search: Literal["grid", "halving"] = "grid"
-    halving_factor: int = Field(3, ge=2)
     candidates: list[CandidateSpec] = Field(min_length=1)
     threshold: ThresholdSpec = Field(default_factory=ThresholdSpec)
     rebalance: RebalanceSpec = Field(default_factory=RebalanceSpec)

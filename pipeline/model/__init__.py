@@ -1,0 +1,1 @@
+"""Modelling: preprocessing stages, sampling, candidates, training, evaluation, registry."""

@@ -1,0 +1,97 @@
+"""Candidate algorithms: MLlib estimators and their parameter grids, from configuration."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from pipeline.config.stages import CandidateSpec
+from pipeline.errors import ConfigError
+from pipeline.features.transforms import LABEL
+from pipeline.model.preprocess import FEATURES
+
+CLASSIFIERS = ("logistic_regression", "random_forest", "gbt", "linear_svc", "naive_bayes")
+REGRESSORS = ("linear_regression", "random_forest_regressor", "gbt_regressor")
+_SEEDED = ("random_forest", "gbt", "random_forest_regressor", "gbt_regressor")
+_WEIGHTED = (
+    "logistic_regression",
+    "random_forest",
+    "gbt",
+    "linear_svc",
+    "naive_bayes",
+    "linear_regression",
+    "random_forest_regressor",
+    "gbt_regressor",
+)
+
+
+def grid_points(candidate: CandidateSpec) -> list[dict[str, Any]]:
+    """Every combination of the candidate's grid, merged over its fixed params (in a stable order)."""
+    keys = sorted(candidate.grid)
+    combos = itertools.product(*[candidate.grid[k] for k in keys]) if keys else [()]
+    return [{**candidate.params, **dict(zip(keys, values, strict=True))} for values in combos]
+
+
+def make_estimator(
+    candidate: CandidateSpec,
+    params: dict[str, Any],
+    *,
+    seed: int,
+    weight_col: str | None = None,
+    where: str = "pipeline.train.candidates",
+) -> Any:
+    """An MLlib estimator for one grid point; a `ConfigError` for an unknown parameter name."""
+    from pyspark.ml.classification import (
+        GBTClassifier,
+        LinearSVC,
+        LogisticRegression,
+        NaiveBayes,
+        RandomForestClassifier,
+    )
+    from pyspark.ml.regression import GBTRegressor, LinearRegression, RandomForestRegressor
+
+    classes = {
+        "logistic_regression": LogisticRegression,
+        "random_forest": RandomForestClassifier,
+        "gbt": GBTClassifier,
+        "linear_svc": LinearSVC,
+        "naive_bayes": NaiveBayes,
+        "linear_regression": LinearRegression,
+        "random_forest_regressor": RandomForestRegressor,
+        "gbt_regressor": GBTRegressor,
+    }
+    cls = classes.get(candidate.algorithm)
+    if cls is None:
+        raise ConfigError(
+            f"algorithm '{candidate.algorithm}' is not a classifier or regressor",
+            key=f"{where}.{candidate.name}.algorithm",
+        )
+    estimator = cls(featuresCol=FEATURES, labelCol=LABEL)
+    if candidate.algorithm == "naive_bayes":
+        # Scaled features can be negative; the Gaussian variant accepts any real value.
+        estimator.setModelType("gaussian")
+    if candidate.algorithm in _SEEDED:
+        estimator.setSeed(seed)
+    if weight_col and candidate.algorithm in _WEIGHTED:
+        estimator.setWeightCol(weight_col)
+    for name, value in params.items():
+        if not estimator.hasParam(name):
+            known = ", ".join(sorted(p.name for p in estimator.params))
+            raise ConfigError(
+                f"'{name}' is not a parameter of {cls.__name__} (known: {known})",
+                key=f"{where}.{candidate.name}.{name}",
+            )
+        estimator.set(estimator.getParam(name), value)
+    return estimator
+
+
+def model_summary(model: Any, names: list[str]) -> dict[str, float]:
+    """Feature importances (trees) or coefficients (linear models) under the feature names."""
+    values: list[float] | None = None
+    if hasattr(model, "featureImportances"):
+        values = [float(v) for v in model.featureImportances.toArray()]
+    elif hasattr(model, "coefficients"):
+        values = [float(v) for v in model.coefficients.toArray()]
+    if values is None or len(values) != len(names):
+        return {}
+    return dict(zip(names, values, strict=True))

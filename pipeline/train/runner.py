@@ -1,0 +1,643 @@
+"""The train stage: choose a model by k-fold cross-validation, evaluate it once on held-out data,
+track everything in MLflow, register it, and promote it only when it beats the champion.
+
+Cross-validation is our own loop rather than `CrossValidator`, for three reasons:
+* preprocessing (imputer, scaler, selectors, PCA, indexers) is fitted once per fold on that fold's
+  training rows and the assembled vectors are cached, instead of being refitted for every grid
+  point (the same estimates, a fraction of the work);
+* every candidate's metric on every fold is kept (CrossValidator only exposes averages);
+* a score histogram per fold lets the decision threshold be chosen on out-of-fold predictions,
+  never on test rows.
+No fitted sub-model is kept: each is evaluated and dropped, so driver memory does not grow with the
+grid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config.models import AppConfig
+from pipeline.config.stages import CandidateSpec, TrainSpec
+from pipeline.errors import ConfigError, RunError
+from pipeline.features.transforms import EVENT_DATE, LABEL
+from pipeline.io.audit import FAILED, LedgerEntry, write_audit
+from pipeline.io.delta import is_delta_table, read_delta, table_version
+from pipeline.io.raw import describe_error
+from pipeline.model import sampling
+from pipeline.model.candidates import grid_points, make_estimator, model_summary
+from pipeline.model.evaluate import (
+    HIGHER_IS_BETTER,
+    Histogram,
+    better,
+    binary_metrics,
+    choose_threshold,
+    plot_binary,
+    plot_importances,
+    regression_metrics,
+    score_histogram,
+    selection_metric,
+)
+from pipeline.model.preprocess import build_preprocessing, feature_names
+from pipeline.model.registry import GateDecision, gate_and_promote, log_and_register
+from pipeline.paths import PipelinePaths
+from pipeline.tracking import ensure_experiment
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GridResult:
+    """One grid point of one candidate: its parameters and its metric on every fold."""
+
+    candidate: str
+    algorithm: str
+    index: int
+    params: dict[str, Any]
+    fold_metrics: list[float] = field(default_factory=list)
+    histogram: Histogram | None = None
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.fold_metrics)
+
+    @property
+    def std(self) -> float:
+        return statistics.pstdev(self.fold_metrics) if len(self.fold_metrics) > 1 else 0.0
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced and decided."""
+
+    mlflow_run_id: str
+    model_name: str
+    model_version: str
+    winner: GridResult
+    results: list[GridResult]
+    test_metrics: dict[str, float]
+    train_metric: float
+    threshold: float | None
+    decision: GateDecision
+    rows: dict[str, int]
+    features_version: int
+    durations: dict[str, float]
+    report_dir: Path
+
+    def summary(self) -> str:
+        """A few lines for the console."""
+        lines = [
+            f"candidates (cross-validated {self.results and len(self.results[0].fold_metrics)}-fold):"
+        ]
+        for cand in _best_per_candidate(self.results, self.winner_metric_name):
+            lines.append(
+                f"  {cand.candidate:<22} {self.winner_metric_name} {cand.mean:.4f} ± {cand.std:.4f}  {cand.params}"
+            )
+        lines.append(f"winner: {self.winner.candidate} {self.winner.params}")
+        shown = {
+            k: round(v, 4)
+            for k, v in self.test_metrics.items()
+            if k not in ("tp", "fp", "tn", "fn")
+        }
+        lines.append(f"test: {shown}")
+        lines.append(
+            f"model: {self.model_name} version {self.model_version}; gate: "
+            f"{'promoted to champion' if self.decision.promoted else 'not promoted'} ({self.decision.reason})"
+        )
+        return "\n".join(lines)
+
+    winner_metric_name: str = "metric"
+
+
+def _train_spec(config: AppConfig) -> TrainSpec:
+    spec = config.require_pipeline()
+    if spec.train is None or spec.model is None or spec.features is None:
+        raise ConfigError(
+            "training needs the `features`, `model` and `train` sections", key="pipeline.train"
+        )
+    return spec.train
+
+
+def model_name(config: AppConfig) -> str:
+    """The registered model name of the pipeline."""
+    spec = config.require_pipeline()
+    return (
+        spec.train.model_name if spec.train and spec.train.model_name else None
+    ) or f"mlpipe-{spec.name}"
+
+
+def training_data(
+    spark: SparkSession, config: AppConfig, *, run_date: dt.date, version: int
+) -> DataFrame:
+    """Labelled feature rows of the training window ending at the run date."""
+    from pyspark.sql import functions as F
+
+    spec = config.require_pipeline()
+    first = run_date - dt.timedelta(days=spec.nightly.train_lookback_days - 1)
+    return (
+        read_delta(spark, PipelinePaths.of(config).features, version)
+        .where(F.col(LABEL).isNotNull())
+        .where((F.col(EVENT_DATE) >= F.lit(first)) & (F.col(EVENT_DATE) <= F.lit(run_date)))
+    )
+
+
+def split(spark: SparkSession, config: AppConfig, data: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Train/test split as configured (stratified, random or by time)."""
+    spec = config.require_pipeline()
+    tspec = _train_spec(config)
+    assert spec.features is not None
+    key, s = spec.features.key, tspec.split
+    if s.kind == "time":
+        from pyspark.sql import functions as F
+
+        [cut] = data.select(
+            F.unix_micros(F.col(spec.features.event_time)).alias("t")
+        ).approxQuantile("t", [1.0 - s.test_fraction], 0.0)
+        cutoff = dt.datetime.fromtimestamp(cut / 1e6, tz=dt.timezone.utc).replace(tzinfo=None)
+        return sampling.split_by_time(data, time_col=spec.features.event_time, cutoff=cutoff)
+    if s.kind == "stratified" and spec.task == "binary_classification":
+        return sampling.split_stratified(data, key=key, test_fraction=s.test_fraction, seed=s.seed)
+    return sampling.split_random(data, key=key, test_fraction=s.test_fraction, seed=s.seed)
+
+
+def rebalance(df: DataFrame, config: AppConfig, *, seed: int) -> tuple[DataFrame, str | None]:
+    """Apply the configured class rebalancing to training rows (never to test rows)."""
+    from pyspark.sql import functions as F
+
+    tspec = _train_spec(config)
+    spec = config.require_pipeline()
+    assert spec.features is not None
+    if tspec.rebalance.kind == "none" or spec.task != "binary_classification":
+        return df, None
+    counts = {float(r[LABEL]): int(r["count"]) for r in df.groupBy(LABEL).count().collect()}
+    if tspec.rebalance.kind == "weight":
+        return sampling.with_class_weights(df, sampling.balanced_weights(counts)), sampling.WEIGHT
+    minority = min(counts, key=lambda k: counts[k])
+    majority = max(counts, key=lambda k: counts[k])
+    keep = min(1.0, tspec.rebalance.majority_ratio * counts[minority] / max(1, counts[majority]))
+    out = sampling.downsample_majority(
+        df, keep_fraction=keep, majority=majority, key=spec.features.key, seed=seed
+    )
+    return out.where(F.lit(True)), None
+
+
+def cross_validate(spark: SparkSession, config: AppConfig, folded: DataFrame) -> list[GridResult]:
+    """Every grid point of every candidate on every fold (preprocessing fitted per fold)."""
+    from pyspark.ml import Pipeline
+    from pyspark.sql import functions as F
+
+    spec = config.require_pipeline()
+    tspec = _train_spec(config)
+    assert spec.model is not None
+    classification = spec.task == "binary_classification"
+    results = [
+        GridResult(c.name, c.algorithm, i, params)
+        for c in tspec.candidates
+        for i, params in enumerate(grid_points(c))
+    ]
+    by_candidate: dict[str, CandidateSpec] = {c.name: c for c in tspec.candidates}
+    for fold in range(tspec.folds):
+        started = time.monotonic()
+        fold_train, weight_col = rebalance(
+            folded.where(F.col(sampling.FOLD) != fold), config, seed=tspec.seed + fold
+        )
+        fold_valid = folded.where(F.col(sampling.FOLD) == fold)
+        prep = Pipeline(stages=build_preprocessing(spec.model, classification=classification)).fit(
+            fold_train
+        )
+        keep = ["features", LABEL] + ([weight_col] if weight_col else [])
+        tr = prep.transform(fold_train).select(*keep).persist()
+        va = prep.transform(fold_valid).select("features", LABEL).persist()
+
+        def evaluate(
+            result: GridResult,
+            tr: DataFrame = tr,
+            va: DataFrame = va,
+            weight_col: str | None = weight_col,
+        ) -> None:
+            estimator = make_estimator(
+                by_candidate[result.candidate],
+                result.params,
+                seed=tspec.seed,
+                weight_col=weight_col,
+            )
+            predictions = estimator.fit(tr).transform(va)
+            result.fold_metrics.append(selection_metric(predictions, tspec.metric))
+            if classification:
+                hist = score_histogram(predictions)
+                result.histogram = hist if result.histogram is None else result.histogram + hist
+
+        with ThreadPoolExecutor(max_workers=tspec.parallelism) as pool:
+            list(pool.map(evaluate, results))
+        tr.unpersist()
+        va.unpersist()
+        log.info("fold %d/%d done in %.1fs", fold + 1, tspec.folds, time.monotonic() - started)
+    return results
+
+
+def _best_per_candidate(results: list[GridResult], metric: str) -> list[GridResult]:
+    best: dict[str, GridResult] = {}
+    for r in results:
+        if r.candidate not in best or better(metric, r.mean, best[r.candidate].mean):
+            best[r.candidate] = r
+    return list(best.values())
+
+
+def pick_winner(results: list[GridResult], metric: str) -> GridResult:
+    """The grid point with the best mean cross-validation metric (first one on ties)."""
+    winner = results[0]
+    for r in results[1:]:
+        if better(metric, r.mean, winner.mean):
+            winner = r
+    return winner
+
+
+def fit_final(config: AppConfig, train: DataFrame, winner: GridResult) -> PipelineModel:
+    """Refit preprocessing + the winning model on the whole training split."""
+    from pyspark.ml import Pipeline
+
+    spec = config.require_pipeline()
+    tspec = _train_spec(config)
+    assert spec.model is not None
+    fit_df, weight_col = rebalance(train, config, seed=tspec.seed)
+    candidate = next(c for c in tspec.candidates if c.name == winner.candidate)
+    stages = build_preprocessing(spec.model, classification=spec.task == "binary_classification")
+    stages.append(make_estimator(candidate, winner.params, seed=tspec.seed, weight_col=weight_col))
+    return Pipeline(stages=stages).fit(fit_df)
+
+
+def run_train(
+    spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
+) -> TrainResult:
+    """Select, evaluate, log, register and gate; one audit row."""
+    spec = config.require_pipeline()
+    paths = PipelinePaths.of(config)
+    entry = LedgerEntry(run_id=run_id, pipeline=spec.name, stage="train", run_date=run_date)
+    try:
+        result = _run_train(spark, config, run_date=run_date, run_id=run_id, entry=entry)
+    except Exception as exc:
+        entry.finish(FAILED, describe_error(exc))
+        try:
+            write_audit(spark, paths.audit, [entry])
+        except Exception:
+            log.exception("could not write the failed run's audit row")
+        raise
+    write_audit(spark, paths.audit, [entry])
+    return result
+
+
+def _run_train(
+    spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str, entry: LedgerEntry
+) -> TrainResult:
+    import mlflow
+
+    spec = config.require_pipeline()
+    tspec = _train_spec(config)
+    assert spec.model is not None
+    assert spec.features is not None
+    paths = PipelinePaths.of(config)
+    classification = spec.task == "binary_classification"
+    if spec.task == "recommendation":
+        raise RunError(
+            "recommendation pipelines are trained with ALS, which this version does not provide yet"
+        )
+    if not is_delta_table(spark, paths.features):
+        raise RunError(f"no feature table at {paths.features}: run `mlpipe features` first")
+    durations: dict[str, float] = {}
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        durations[name] = round(now - clock, 3)
+        clock = now
+
+    features_version = table_version(spark, paths.features)
+    assert features_version is not None
+    data = training_data(spark, config, run_date=run_date, version=features_version)
+    train, test = split(spark, config, data)
+    train, test = train.persist(), test.persist()
+    rows = {"train": train.count(), "test": test.count()}
+    if rows["train"] == 0 or rows["test"] == 0:
+        raise RunError(
+            f"not enough labelled rows to train (train {rows['train']}, test {rows['test']}) "
+            f"in the {spec.nightly.train_lookback_days} days up to {run_date}"
+        )
+    if classification:
+        for r in train.groupBy(LABEL).count().collect():
+            rows[f"train_label_{int(r[LABEL])}"] = int(r["count"])
+        if rows.get("train_label_1", 0) < tspec.folds:
+            raise RunError(
+                f"only {rows.get('train_label_1', 0)} positive training rows: too few for {tspec.folds} folds"
+            )
+    entry.rows_read = rows["train"] + rows["test"]
+    entry.rows_accepted = entry.rows_read
+    lap("split")
+
+    if tspec.split.kind == "time":
+        folded = sampling.with_time_folds(
+            train, time_col=spec.features.event_time, folds=tspec.folds
+        )
+    else:
+        folded = sampling.with_folds(
+            train,
+            key=spec.features.key,
+            folds=tspec.folds,
+            seed=tspec.seed,
+            label=LABEL if classification else None,
+        )
+    folded = folded.persist()
+    results = cross_validate(spark, config, folded)
+    folded.unpersist()
+    winner = pick_winner(results, tspec.metric)
+    lap("cross_validation")
+
+    final = fit_final(config, train, winner)
+    names = feature_names(spec.model, final.stages[:-1])
+    importances = model_summary(final.stages[-1], names)
+    lap("refit")
+
+    threshold: float | None = None
+    report_dir = Path(config.storage.reports) / spec.name / f"{run_date}-{run_id[:8]}"
+    plots: list[Path] = []
+    test_pred = final.transform(test)
+    train_pred = final.transform(train)
+    if classification:
+        assert winner.histogram is not None
+        threshold = choose_threshold(
+            winner.histogram,
+            tspec.threshold.rule,
+            min_precision=tspec.threshold.min_precision,
+            fixed=tspec.threshold.value,
+        )
+        test_metrics, test_hist = binary_metrics(test_pred, threshold)
+        plots = plot_binary(test_hist, test_metrics, report_dir)
+    else:
+        test_metrics = regression_metrics(test_pred)
+    train_metric = selection_metric(train_pred, tspec.metric)
+    test_metric = test_metrics.get(tspec.metric, selection_metric(test_pred, tspec.metric))
+    importance_plot = plot_importances(importances, report_dir)
+    if importance_plot is not None:
+        plots.append(importance_plot)
+    lap("evaluate")
+
+    name = model_name(config)
+    experiment_id = ensure_experiment(config.mlflow, spec.name)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"train {spec.name} {run_date}"
+    ) as parent:
+        for cand in _best_per_candidate(results, tspec.metric):
+            with mlflow.start_run(
+                experiment_id=experiment_id, run_name=cand.candidate, nested=True
+            ):
+                mlflow.log_params(
+                    {"algorithm": cand.algorithm, **{k: str(v) for k, v in cand.params.items()}}
+                )
+                metrics = {
+                    f"cv_{tspec.metric}_fold_{i}": v for i, v in enumerate(cand.fold_metrics)
+                }
+                metrics |= {
+                    f"cv_{tspec.metric}_mean": cand.mean,
+                    f"cv_{tspec.metric}_std": cand.std,
+                }
+                mlflow.log_metrics(metrics)
+                grid = [
+                    {
+                        "params": r.params,
+                        "fold_metrics": r.fold_metrics,
+                        "mean": r.mean,
+                        "std": r.std,
+                    }
+                    for r in results
+                    if r.candidate == cand.candidate
+                ]
+                mlflow.log_dict({"metric": tspec.metric, "grid": grid}, "cv_grid.json")
+                mlflow.set_tag(
+                    "winner",
+                    str(
+                        cand is winner
+                        or (cand.candidate == winner.candidate and cand.index == winner.index)
+                    ),
+                )
+        lineage = _lineage(
+            spark, config, paths, features_version, rows, durations, run_date, run_id
+        )
+        mlflow.log_params(
+            {
+                "winner": winner.candidate,
+                **{f"winner.{k}": str(v) for k, v in winner.params.items()},
+                "metric": tspec.metric,
+                "folds": tspec.folds,
+                "seed": tspec.seed,
+                "split": tspec.split.kind,
+                "features_table": paths.features,
+                "features_version": features_version,
+                "decision_threshold": "" if threshold is None else f"{threshold:.6f}",
+            }
+        )
+        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
+        gap = {
+            f"train_{tspec.metric}": train_metric,
+            f"cv_{tspec.metric}": winner.mean,
+            f"test_{tspec.metric}": test_metric,
+            "overfit_gap_train_minus_test": train_metric - test_metric,
+            "overfit_gap_cv_minus_test": winner.mean - test_metric,
+        }
+        mlflow.log_metrics(gap)
+        mlflow.log_dict(config.model_dump(mode="json", exclude={"mlflow"}), "config_snapshot.json")
+        mlflow.log_dict(lineage, "lineage.json")
+        mlflow.set_tags({k: str(v) for k, v in lineage["tags"].items()})
+        mlflow.log_dict({"feature_importance": importances}, "feature_importance.json")
+        summary = {
+            "pipeline": spec.name,
+            "run_date": str(run_date),
+            "metric": tspec.metric,
+            "winner": {
+                "candidate": winner.candidate,
+                "params": winner.params,
+                "cv_mean": winner.mean,
+                "cv_std": winner.std,
+                "cv_folds": winner.fold_metrics,
+            },
+            "candidates": [
+                {
+                    "candidate": r.candidate,
+                    "params": r.params,
+                    "folds": r.fold_metrics,
+                    "mean": r.mean,
+                    "std": r.std,
+                }
+                for r in results
+            ],
+            "test": test_metrics,
+            "overfitting": gap,
+            "threshold": threshold,
+            "rows": rows,
+        }
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        (report_dir / "summary.md").write_text(_markdown(summary))
+        for path in [*plots, report_dir / "summary.json", report_dir / "summary.md"]:
+            mlflow.log_artifact(str(path), "evaluation")
+
+        version = log_and_register(
+            spark,
+            final,
+            test,
+            name=name,
+            threshold=threshold,
+            tags={
+                "features_version": str(features_version),
+                "run_date": str(run_date),
+                "pipeline": spec.name,
+            },
+        )
+        decision = gate_and_promote(
+            name,
+            version,
+            final,
+            test,
+            metric=tspec.metric,
+            margin=tspec.gate.margin,
+            higher_is_better=HIGHER_IS_BETTER[tspec.metric],
+        )
+        mlflow.set_tags({"gate.promoted": str(decision.promoted), "gate.reason": decision.reason})
+        mlflow.log_metrics(
+            {
+                k: v
+                for k, v in {
+                    "gate.challenger": decision.challenger_metric,
+                    "gate.champion": decision.champion_metric,
+                }.items()
+                if v is not None
+            }
+        )
+        lap("log_and_gate")
+        mlflow.log_metrics({f"duration_s.{k}": v for k, v in durations.items()})
+        mlflow_run_id = parent.info.run_id
+
+    train.unpersist()
+    test.unpersist()
+    entry.table_versions["features"] = features_version
+    entry.metrics = {f"test_{k}": v for k, v in test_metrics.items()} | {"cv_mean": winner.mean}
+    entry.message = f"model {name} v{version}: {'promoted' if decision.promoted else 'not promoted'} ({decision.reason})"
+    entry.finish()
+    result = TrainResult(
+        mlflow_run_id,
+        name,
+        version,
+        winner,
+        results,
+        test_metrics,
+        train_metric,
+        threshold,
+        decision,
+        rows,
+        features_version,
+        durations,
+        report_dir,
+    )
+    result.winner_metric_name = tspec.metric
+    log.info("training done: %s", entry.message)
+    return result
+
+
+def _lineage(
+    spark: SparkSession,
+    config: AppConfig,
+    paths: PipelinePaths,
+    features_version: int,
+    rows: dict[str, int],
+    durations: dict[str, float],
+    run_date: dt.date,
+    run_id: str,
+) -> dict[str, Any]:
+    import subprocess
+
+    import mlflow
+    import pyspark
+
+    try:
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                cwd=Path(__file__).resolve().parents[2],
+            ).stdout.strip()
+            or "unknown"
+        )
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    try:
+        from importlib.metadata import version
+
+        delta_version = version("delta-spark")
+    except Exception:
+        delta_version = "unknown"
+    spec = config.require_pipeline()
+    source = (spec.features.source if spec.features else None) or next(iter(spec.sources))
+    return {
+        "tags": {
+            "git_commit": commit,
+            "spark_version": spark.version,
+            "pyspark_version": pyspark.__version__,
+            "delta_version": delta_version,
+            "mlflow_version": mlflow.__version__,
+            "run_id": run_id,
+            "run_date": str(run_date),
+        },
+        "inputs": {
+            "features": {"path": paths.features, "version": features_version},
+            "bronze": {
+                "path": paths.bronze(source),
+                "version": table_version(spark, paths.bronze(source)),
+            },
+        },
+        "rows": rows,
+        "durations_s": durations,
+    }
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    metric = summary["metric"]
+    lines = [
+        f"# Training report: {summary['pipeline']} ({summary['run_date']})",
+        "",
+        f"Selection metric: **{metric}** ({len(summary['winner']['cv_folds'])}-fold cross-validation).",
+        "",
+        "| candidate | params | folds | mean | std |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for c in sorted(
+        summary["candidates"], key=lambda c: -c["mean"] if HIGHER_IS_BETTER[metric] else c["mean"]
+    ):
+        folds = ", ".join(f"{v:.4f}" for v in c["folds"])
+        lines.append(
+            f"| {c['candidate']} | `{c['params']}` | {folds} | {c['mean']:.4f} | {c['std']:.4f} |"
+        )
+    lines += [
+        "",
+        f"**Winner:** {summary['winner']['candidate']} `{summary['winner']['params']}`",
+        "",
+        "## Test set (held out from every training and tuning step)",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {k} | {v:.4f} |" for k, v in summary["test"].items()]
+    lines += ["", "## Overfitting check", "", "| | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in summary["overfitting"].items()]
+    return "\n".join(lines) + "\n"
