@@ -29,7 +29,10 @@ SPEC = ModelInputSpec.model_validate(
 
 
 def frame(spark: SparkSession) -> DataFrame:
-    rows = [(float(i), None if i % 4 == 0 else float(i % 3), "a" if i % 2 else "b", float(i % 2)) for i in range(20)]
+    rows = [
+        (float(i), None if i % 4 == 0 else float(i % 3), "a" if i % 2 else "b", float(i % 2))
+        for i in range(20)
+    ]
     rows.append((100.0, 1.0, "rare", 1.0))
     return spark.createDataFrame(rows, "x DOUBLE, y DOUBLE, c STRING, label DOUBLE")
 
@@ -37,7 +40,9 @@ def frame(spark: SparkSession) -> DataFrame:
 def test_rare_category_grouper_groups_values_below_the_share(spark: SparkSession) -> None:
     df = spark.createDataFrame([("a",)] * 5 + [("b",)] * 4 + [("z",)] + [(None,)], "c STRING")
     model = RareCategoryGrouper(inputCols=["c"], minFrequency=0.2).fit(df)
-    got = model.transform(spark.createDataFrame([("a",), ("b",), ("z",), ("new",), (None,)], "c STRING"))
+    got = model.transform(
+        spark.createDataFrame([("a",), ("b",), ("z",), ("new",), (None,)], "c STRING")
+    )
     expected = spark.createDataFrame([("a",), ("b",), (RARE,), (RARE,), (None,)], "c STRING")
     assert_df_equality(got, expected, ignore_row_order=True)
     assert model.kept() == {"c": ["a", "b"]}
@@ -45,43 +50,76 @@ def test_rare_category_grouper_groups_values_below_the_share(spark: SparkSession
 
 def test_feature_names_match_the_vector_and_recover_original_columns(spark: SparkSession) -> None:
     model = Pipeline(stages=build_preprocessing(SPEC)).fit(frame(spark))
-    width = model.transform(frame(spark)).select(F.size(vector_to_array("features")).alias("n")).first()
+    width = (
+        model.transform(frame(spark))
+        .select(F.size(vector_to_array(F.col("features"))).alias("n"))
+        .first()
+    )
     names = feature_names(SPEC, model)
     assert width is not None
     assert len(names) == width["n"]
     # Categories by frequency (ties alphabetically), then the unseen/null bucket.
-    assert names == ["x", "y", "x__missing", "y__missing", "c=a", "c=b", f"c={RARE}", "c=__unseen__"]
+    assert names == [
+        "x",
+        "y",
+        "x__missing",
+        "y__missing",
+        "c=a",
+        "c=b",
+        f"c={RARE}",
+        "c=__unseen__",
+    ]
 
 
 def test_selection_and_pca_keep_names_consistent(spark: SparkSession) -> None:
-    spec = SPEC.model_copy(update={
-        "select": SPEC.select.model_copy(update={"variance_threshold": 0.0, "univariate_top_k": 3}),
-    })
+    spec = SPEC.model_copy(
+        update={
+            "select": SPEC.select.model_copy(
+                update={"variance_threshold": 0.0, "univariate_top_k": 3}
+            ),
+        }
+    )
     model = Pipeline(stages=build_preprocessing(spec)).fit(frame(spark))
     names = feature_names(spec, model)
     assert len(names) == 3
-    assert set(names) <= {"x", "y", "x__missing", "y__missing", "c=a", "c=b", f"c={RARE}", "c=__unseen__"}
+    assert set(names) <= {
+        "x",
+        "y",
+        "x__missing",
+        "y__missing",
+        "c=a",
+        "c=b",
+        f"c={RARE}",
+        "c=__unseen__",
+    }
     with_pca = spec.model_copy(update={"pca": {"k": 2}})
     with_pca = ModelInputSpec.model_validate(with_pca.model_dump())
     pca_model = Pipeline(stages=build_preprocessing(with_pca)).fit(frame(spark))
     assert feature_names(with_pca, pca_model) == ["pc_1", "pc_2"]
 
 
-def test_fitted_preprocessing_round_trips_through_save_and_load(spark: SparkSession, tmp_path: Path) -> None:
+def test_fitted_preprocessing_round_trips_through_save_and_load(
+    spark: SparkSession, tmp_path: Path
+) -> None:
     model = Pipeline(stages=build_preprocessing(SPEC)).fit(frame(spark))
     model.write().overwrite().save(str(tmp_path / "prep"))
     loaded = PipelineModel.load(str(tmp_path / "prep"))
-    unseen = spark.createDataFrame([(1.0, None, "never-seen", 0.0), (None, 2.0, None, 1.0)], frame(spark).schema)
+    unseen = spark.createDataFrame(
+        [(1.0, None, "never-seen", 0.0), (None, 2.0, None, 1.0)], frame(spark).schema
+    )
     for df in (frame(spark), unseen):
-        before = model.transform(df).select("x", "c", vector_to_array("features").alias("f"))
-        after = loaded.transform(df).select("x", "c", vector_to_array("features").alias("f"))
+        before = model.transform(df).select("x", "c", vector_to_array(F.col("features")).alias("f"))
+        after = loaded.transform(df).select("x", "c", vector_to_array(F.col("features")).alias("f"))
         assert_df_equality(before, after, ignore_row_order=True)
 
 
 def keyed(spark: SparkSession, n: int = 2000, positives_every: int = 20) -> DataFrame:
     start = dt.datetime(2026, 1, 1)
     return spark.createDataFrame(
-        [(f"k{i}", start + dt.timedelta(minutes=i), 1.0 if i % positives_every == 0 else 0.0) for i in range(n)],
+        [
+            (f"k{i}", start + dt.timedelta(minutes=i), 1.0 if i % positives_every == 0 else 0.0)
+            for i in range(n)
+        ],
         "id STRING, ts TIMESTAMP, label DOUBLE",
     )
 
@@ -89,7 +127,9 @@ def keyed(spark: SparkSession, n: int = 2000, positives_every: int = 20) -> Data
 def test_stratified_split_is_deterministic_and_keeps_the_class_ratio(spark: SparkSession) -> None:
     df = keyed(spark)
     train, test = sampling.split_stratified(df, key=["id"], test_fraction=0.25, seed=7)
-    train2, test2 = sampling.split_stratified(df.repartition(7), key=["id"], test_fraction=0.25, seed=7)
+    train2, test2 = sampling.split_stratified(
+        df.repartition(7), key=["id"], test_fraction=0.25, seed=7
+    )
     assert_df_equality(test, test2, ignore_row_order=True)
     assert_df_equality(train, train2, ignore_row_order=True)
     by_class = {r.label: r["count"] for r in test.groupBy("label").count().collect()}
@@ -105,14 +145,19 @@ def test_time_split_puts_only_the_latest_rows_in_test(spark: SparkSession) -> No
     train, test = sampling.split_by_time(df, time_col="ts", cutoff=cutoff)
     max_train = train.agg(F.max("ts")).first()
     min_test = test.agg(F.min("ts")).first()
-    assert max_train is not None and min_test is not None
+    assert max_train is not None
+    assert min_test is not None
     assert (max_train[0], min_test[0]) == (dt.datetime(2026, 1, 1, 1, 19), cutoff)
     assert (train.count(), test.count()) == (80, 20)
 
 
 def test_folds_are_stratified_and_cover_every_row_once(spark: SparkSession) -> None:
-    folded = sampling.with_folds(keyed(spark, n=300, positives_every=10), key=["id"], folds=3, seed=1)
-    counts = {(r._fold, r.label): r["count"] for r in folded.groupBy("_fold", "label").count().collect()}
+    folded = sampling.with_folds(
+        keyed(spark, n=300, positives_every=10), key=["id"], folds=3, seed=1
+    )
+    counts = {
+        (r._fold, r.label): r["count"] for r in folded.groupBy("_fold", "label").count().collect()
+    }
     assert counts == {(f, 1.0): 10 for f in range(3)} | {(f, 0.0): 90 for f in range(3)}
 
 

@@ -1,0 +1,255 @@
+"""Training end to end on data built so that one candidate is truly better: selection, fold
+metrics in MLflow, reproducibility, the threshold never seeing test rows, the champion gate and a
+registry round trip by alias."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pytest
+from chispa import assert_approx_df_equality
+from mlflow import MlflowClient
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
+
+from pipeline.config import AppConfig
+from pipeline.features.transforms import LABEL
+from pipeline.io.delta import read_delta
+from pipeline.model.registry import CHAMPION, gate_and_promote, load_champion, log_and_register
+from pipeline.paths import PipelinePaths
+from pipeline.tracking import configure_mlflow, ensure_experiment
+from pipeline.train.runner import TrainResult, fit_final, run_train, split, training_data
+from tests.helpers import make_config
+
+RUN_DATE = dt.date(2026, 1, 10)
+SPEC = """
+name: sel
+task: binary_classification
+sources:
+  ev: {format: csv, columns: [{name: id, type: string}]}
+features: {key: [id], entity: id, event_time: ts, label: {column: y}}
+model:
+  numeric: [x1, x2, noise]
+  categorical: [c]
+  impute: {strategy: median}
+  scale: standard
+train:
+  metric: areaUnderPR
+  folds: 2
+  seed: 5
+  split: {kind: stratified, test_fraction: 0.3, seed: 1}
+  threshold: {rule: max_f1}
+  gate: {margin: 0.001}
+  model_name: sel-model
+  candidates:
+    - {name: linear, algorithm: logistic_regression, params: {maxIter: 20}, grid: {regParam: [0.0, 0.1]}}
+    - {name: trees, algorithm: gbt, params: {maxIter: 15, maxDepth: 3}}
+"""
+
+
+def write_features(spark: SparkSession, cfg: AppConfig, n: int = 1500) -> None:
+    """y = (x1 > 0) xor (x2 > 0), 3% flipped: trees can learn it, a linear model cannot."""
+    rng = random.Random(11)
+    rows = []
+    for i in range(n):
+        x1, x2 = rng.uniform(-1, 1), rng.uniform(-1, 1)
+        y = float((x1 > 0) != (x2 > 0))
+        if rng.random() < 0.03:
+            y = 1.0 - y
+        ts = dt.datetime(2026, 1, 10) + dt.timedelta(seconds=17 * i)
+        rows.append((f"r{i}", ts, RUN_DATE, x1, x2, rng.gauss(0, 1), rng.choice("abc"), y))
+    df = spark.createDataFrame(
+        rows,
+        "id STRING, ts TIMESTAMP, event_date DATE, x1 DOUBLE, x2 DOUBLE, noise DOUBLE, c STRING, y DOUBLE",
+    ).withColumn(LABEL, F.col("y"))
+    df.write.format("delta").mode("overwrite").partitionBy("event_date").save(
+        PipelinePaths.of(cfg).features
+    )
+
+
+@dataclass
+class Trained:
+    cfg: AppConfig
+    first: TrainResult
+    second: TrainResult
+
+
+@pytest.fixture(scope="module")
+def trained(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = make_config(
+        tmp,
+        SPEC,
+        name="sel",
+        overrides=[
+            f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db",
+            f"mlflow.artifact_location={tmp}/artifacts",
+            f"storage.reports={tmp}/reports",
+        ],
+    )
+    configure_mlflow(cfg.mlflow)
+    write_features(spark, cfg)
+    first = run_train(spark, cfg, run_date=RUN_DATE, run_id="train-1")
+    second = run_train(spark, cfg, run_date=RUN_DATE, run_id="train-2")
+    return Trained(cfg, first, second)
+
+
+def test_selection_picks_the_truly_better_candidate(trained: Trained) -> None:
+    result = trained.first
+    assert result.winner.candidate == "trees"
+    best_linear = max(r.mean for r in result.results if r.candidate == "linear")
+    assert result.winner.mean > best_linear + 0.2
+    assert result.test_metrics["areaUnderROC"] > 0.9
+    assert result.decision.promoted
+    assert result.decision.reason == "first model: no champion yet"
+
+
+def test_every_candidate_logs_every_fold_metric(trained: Trained) -> None:
+    client = MlflowClient()
+    parent = client.get_run(trained.first.mlflow_run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    by_name = {c.info.run_name: c.data.metrics for c in children}
+    assert set(by_name) == {"linear", "trees"}
+    for name, metrics in by_name.items():
+        folds = [metrics[f"cv_areaUnderPR_fold_{i}"] for i in range(2)]
+        expected = next(
+            r for r in trained.first.results if r.candidate == name and r.fold_metrics == folds
+        )
+        assert metrics["cv_areaUnderPR_mean"] == pytest.approx(expected.mean)
+        assert metrics["cv_areaUnderPR_std"] == pytest.approx(expected.std)
+    assert parent.data.params["features_version"] == "0"
+    assert parent.data.tags["spark_version"].startswith("4.")
+    assert {"overfit_gap_cv_minus_test", "test_areaUnderPR", "duration_s.cross_validation"} <= set(
+        parent.data.metrics
+    )
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")}
+    assert {
+        "evaluation/roc_curve.png",
+        "evaluation/pr_curve.png",
+        "evaluation/confusion_matrix.png",
+        "evaluation/calibration.png",
+        "evaluation/feature_importance.png",
+        "evaluation/summary.json",
+    } <= artifacts
+
+
+def test_same_config_data_and_seed_give_the_same_winner_and_metrics(trained: Trained) -> None:
+    a, b = trained.first, trained.second
+    assert (a.winner.candidate, a.winner.params) == (b.winner.candidate, b.winner.params)
+    for ra, rb in zip(a.results, b.results, strict=True):
+        assert ra.fold_metrics == pytest.approx(rb.fold_metrics, abs=1e-6)
+    assert a.test_metrics == pytest.approx(b.test_metrics, abs=1e-6)
+    assert a.threshold == b.threshold
+    # An equal model does not beat the champion by the margin: it stays registered, unpromoted.
+    assert not b.decision.promoted
+    assert (
+        str(MlflowClient().get_model_version_by_alias("sel-model", CHAMPION).version)
+        == a.model_version
+    )
+
+
+def test_champion_loads_by_alias_and_predicts_like_the_trained_model(
+    spark: SparkSession, trained: Trained
+) -> None:
+    cfg = trained.cfg
+    data = training_data(spark, cfg, run_date=RUN_DATE, version=0)
+    train, test = split(spark, cfg, data)
+    fresh = fit_final(cfg, train, trained.first.winner)
+    champion, version, threshold = load_champion("sel-model")
+    assert (version, threshold) == (trained.first.model_version, trained.first.threshold)
+    cols: list[Column | str] = [
+        "id",
+        "prediction",
+        vector_to_array(F.col("probability"))[1].alias("p"),
+    ]
+    # Saved doubles round-trip exactly; a refit may differ in the last bits of a float sum.
+    assert_approx_df_equality(
+        champion.transform(test).select(*cols),
+        fresh.transform(test).select(*cols),
+        precision=1e-9,
+        ignore_row_order=True,
+    )
+
+
+def test_degraded_model_trained_on_shuffled_labels_is_never_promoted(
+    spark: SparkSession, trained: Trained
+) -> None:
+    cfg = trained.cfg
+    data = training_data(spark, cfg, run_date=RUN_DATE, version=0)
+    train, test = split(spark, cfg, data)
+    shuffled = train.withColumn(LABEL, F.when(F.rand(3) < 0.5, 1.0).otherwise(0.0))
+    degraded = fit_final(cfg, shuffled, trained.first.winner)
+    experiment_id = ensure_experiment(cfg.mlflow, "sel")
+    with mlflow.start_run(experiment_id=experiment_id, run_name="degraded"):
+        version = log_and_register(spark, degraded, test, name="sel-model", threshold=0.5, tags={})
+        decision = gate_and_promote(
+            "sel-model",
+            version,
+            degraded,
+            test,
+            metric="areaUnderPR",
+            margin=0.0,
+            higher_is_better=True,
+        )
+    assert not decision.promoted
+    assert decision.champion_metric is not None
+    assert decision.challenger_metric is not None
+    assert decision.challenger_metric < decision.champion_metric - 0.2
+    assert (
+        str(MlflowClient().get_model_version_by_alias("sel-model", CHAMPION).version)
+        == trained.first.model_version
+    )
+
+
+def test_threshold_selection_and_preprocessing_never_use_test_rows(
+    spark: SparkSession, trained: Trained
+) -> None:
+    """Mirror x1 on every test row (labels, hence the split, unchanged): cross-validation, the
+    threshold and every fitted preprocessing statistic stay exactly the same; only test metrics move."""
+    from pyspark.ml.feature import ImputerModel, StandardScalerModel
+
+    cfg = trained.cfg
+    paths = PipelinePaths.of(cfg)
+    _, test = split(spark, cfg, training_data(spark, cfg, run_date=RUN_DATE, version=0))
+    test_ids = [r.id for r in test.select("id").collect()]
+    table = read_delta(spark, paths.features, 0)
+    mirrored = table.withColumn(
+        "x1", F.when(F.col("id").isin(test_ids), -F.col("x1")).otherwise(F.col("x1"))
+    )
+    mirrored.write.format("delta").mode("overwrite").save(paths.features)
+    result = run_train(spark, cfg, run_date=RUN_DATE, run_id="train-3")
+
+    first = trained.first
+    assert result.features_version == 1
+    assert [r.fold_metrics for r in result.results] == [r.fold_metrics for r in first.results]
+    assert result.threshold == first.threshold
+    assert result.test_metrics["areaUnderROC"] < 0.2 < first.test_metrics["areaUnderROC"]
+
+    def fitted_stats(version: int) -> tuple[list[float], list[float], list[float]]:
+        train, _ = split(spark, cfg, training_data(spark, cfg, run_date=RUN_DATE, version=version))
+        stages = fit_final(cfg, train, first.winner).stages
+        imputer = next(s for s in stages if isinstance(s, ImputerModel))
+        scaler = next(s for s in stages if isinstance(s, StandardScalerModel))
+        surrogates = [float(v) for v in imputer.surrogateDF.first()]  # type: ignore[union-attr]
+        return surrogates, list(scaler.mean.toArray()), list(scaler.std.toArray())
+
+    assert fitted_stats(0) == fitted_stats(1)
+
+
+def test_report_files_are_written(trained: Trained, tmp_path: Path) -> None:
+    report = trained.first.report_dir
+    assert {p.name for p in report.iterdir()} >= {
+        "summary.json",
+        "summary.md",
+        "roc_curve.png",
+        "pr_curve.png",
+    }
+    assert "Winner:** trees" in (report / "summary.md").read_text()
