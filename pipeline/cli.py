@@ -92,13 +92,6 @@ def _common(parser: argparse.ArgumentParser, *, pipeline: bool, run_date: bool) 
     group.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
 
 
-def _not_yet(stage: str) -> Handler:
-    def handler(_: Invocation) -> int:
-        raise PipelineError(f"the '{stage}' stage is not available in this version yet")
-
-    return handler
-
-
 def new_run_id() -> str:
     """A fresh run id (shared by every stage of one nightly run)."""
     return uuid.uuid4().hex
@@ -128,6 +121,54 @@ def _train(inv: Invocation) -> int:
     print(result.summary())
     print(f"report: {result.report_dir}")
     return EXIT_OK
+
+
+def _score(inv: Invocation) -> int:
+    from pipeline.score.runner import run_score
+
+    entry = run_score(inv.spark(), inv.config, run_date=inv.args.run_date, run_id=new_run_id())
+    print(entry.summary())
+    return EXIT_OK
+
+
+def _nightly(inv: Invocation) -> int:
+    from pipeline.nightly import pipeline_lock, run_nightly
+
+    with pipeline_lock(inv.config):
+        result = run_nightly(
+            inv.spark(), inv.config, run_date=inv.args.run_date, run_id=new_run_id()
+        )
+    print(result.summary())
+    return EXIT_OK
+
+
+def _backfill(inv: Invocation) -> int:
+    from pipeline.nightly import pipeline_lock, run_backfill
+
+    with pipeline_lock(inv.config):
+        results = run_backfill(
+            inv.spark(),
+            inv.config,
+            first=inv.args.date_from,
+            last=inv.args.date_to,
+            run_id=new_run_id(),
+        )
+    for result in results:
+        print(result.summary())
+    return EXIT_OK
+
+
+def _status(inv: Invocation) -> int:
+    from pipeline.status import pipeline_status
+
+    print(pipeline_status(inv.spark(), inv.config))
+    return EXIT_OK
+
+
+def _demo(inv: Invocation) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(inv)
 
 
 def _generate(inv: Invocation) -> int:
@@ -198,21 +239,38 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     add(
         "score",
         "score the run date's rows with the champion into the predictions table",
-        _not_yet("score"),
+        _score,
     )
     add(
         "nightly",
         "ingest -> features -> (retrain) -> score for one date in one Spark app",
-        _not_yet("nightly"),
+        _nightly,
     )
     back = add(
         "backfill",
         "run the nightly flow for each date of a range, in order, resumable",
-        _not_yet("backfill"),
+        _backfill,
         run_date=False,
     )
     back.add_argument("--from", dest="date_from", type=_run_date, required=True, metavar="DATE")
     back.add_argument("--to", dest="date_to", type=_run_date, required=True, metavar="DATE")
+    add(
+        "status",
+        "what each stage did per date (the audit ledger), predictions per date, the champion",
+        _status,
+        run_date=False,
+    )
+    demo = add(
+        "demo",
+        "the main job on the embedded default: generate fraud data day by day and run every night",
+        _demo,
+        pipeline=False,
+        run_date=False,
+    )
+    demo.add_argument("--days", type=int, default=5, help="nights to run (default 5)")
+    demo.add_argument("--rows-per-day", type=int, default=200_000, metavar="N")
+    demo.add_argument("--start-date", type=_run_date, default=dt.date(2026, 1, 1))
+    demo.add_argument("--seed", type=int, default=7)
     add(
         "check",
         "check the stack: Delta round trip and an MLflow run (prints where they are)",

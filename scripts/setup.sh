@@ -46,6 +46,17 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libblas.so.3'; then
   fi
 fi
 
+# The browser test renders the HTML training report with Debian's headless chromium.
+if [[ ! -x /usr/bin/chromium ]]; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    log "installing chromium (headless browser for the report test)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || log "WARNING: could not install chromium; tests/test_report.py's browser test will fail"
+  else
+    log "note: install Debian's chromium for the browser test of the HTML report"
+  fi
+fi
+
 # --- Python environment ---------------------------------------------------------------------------
 for tool in java mvn; do
   command -v "$tool" >/dev/null || { echo "setup.sh: '$tool' is required (Java 17 and Maven)" >&2; exit 1; }

@@ -259,8 +259,8 @@ class ScoreSpec(Frozen):
 class MonitorSpec(Frozen):
     """Data-quality and drift thresholds for the nightly run."""
 
-    psi_warn: float = Field(0.1, ge=0.0)
-    psi_fail: float = Field(0.5, ge=0.0)
+    psi_warn: float = Field(0.2, ge=0.0)
+    psi_fail: float | None = Field(None, ge=0.0)  # set to fail the run on drift (after writing)
     null_rate_warn: float = Field(0.2, ge=0.0, le=1.0)
     row_count_ratio_warn: float = Field(0.5, ge=0.0)  # warn when today / trailing mean is below
 

@@ -47,6 +47,7 @@ from pipeline.model.evaluate import (
 )
 from pipeline.model.preprocess import build_preprocessing, feature_names
 from pipeline.model.registry import GateDecision, gate_and_promote, log_and_register
+from pipeline.model.report import render_report, write_report
 from pipeline.paths import PipelinePaths
 from pipeline.tracking import ensure_experiment
 
@@ -459,7 +460,7 @@ def _run_train(
         mlflow.log_dict(lineage, "lineage.json")
         mlflow.set_tags({k: str(v) for k, v in lineage["tags"].items()})
         mlflow.log_dict({"feature_importance": importances}, "feature_importance.json")
-        summary = {
+        summary: dict[str, Any] = {
             "pipeline": spec.name,
             "run_date": str(run_date),
             "metric": tspec.metric,
@@ -513,6 +514,11 @@ def _run_train(
             higher_is_better=HIGHER_IS_BETTER[tspec.metric],
         )
         mlflow.set_tags({"gate.promoted": str(decision.promoted), "gate.reason": decision.reason})
+        summary["gate"] = {"promoted": decision.promoted, "reason": decision.reason}
+        summary["model"] = {"name": name, "version": version}
+        html = render_report(summary, lineage, plots)
+        report = write_report(report_dir / "report.html", html)
+        mlflow.log_artifact(str(report), "evaluation")
         mlflow.log_metrics(
             {
                 k: v

@@ -1,0 +1,1 @@
+"""The score stage (see `runner`) and its monitoring (`monitor`)."""

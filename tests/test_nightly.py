@@ -1,0 +1,390 @@
+"""Nightly scoring end to end: dated predictions with lineage, idempotent reruns, concurrent dates,
+bad rows, empty days, a missing champion, resuming a failed night, backfill, kill-and-rerun, drift."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from mlflow import MlflowClient
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipeline.cli import main
+from pipeline.config import AppConfig
+from pipeline.config.stages import MonitorSpec
+from pipeline.errors import RunError
+from pipeline.io.audit import read_audit
+from pipeline.io.delta import read_delta
+from pipeline.model.registry import CHAMPION
+from pipeline.nightly import pipeline_lock, run_backfill, run_nightly
+from pipeline.paths import PipelinePaths
+from pipeline.score import monitor
+from pipeline.score.runner import run_score
+from pipeline.tracking import configure_mlflow
+from tests.helpers import ROOT, make_config
+
+D1, D2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
+SPEC = """
+name: nt
+task: binary_classification
+sources:
+  ev:
+    format: csv
+    options: {header: true}
+    columns:
+      - {name: id, type: string, nullable: false}
+      - {name: user, type: string, nullable: false}
+      - {name: ts, type: timestamp, nullable: false, format: "yyyy-MM-dd HH:mm:ss"}
+      - {name: x, type: double}
+      - {name: kind, type: string}
+      - {name: y, type: int, nullable: false, allowed: [0, 1]}
+features:
+  key: [id]
+  entity: user
+  event_time: ts
+  windows: [{column: "*", aggs: [count], over: [1d]}]
+  label: {column: y}
+model:
+  numeric: [x, events_count_1d]
+  categorical: [kind]
+  impute: {strategy: median}
+train:
+  metric: areaUnderROC
+  folds: 2
+  split: {kind: stratified, test_fraction: 0.25, seed: 3}
+  candidates:
+    - {name: lr, algorithm: logistic_regression, params: {maxIter: 20, regParam: 0.01}}
+nightly: {retrain_every_days: 30, retrain_on_drift: false}
+"""
+
+
+def day_lines(day: dt.date, n: int = 300, seed: int = 0, shift: float = 0.0) -> list[str]:
+    rng = random.Random(f"{day}-{seed}")
+    lines = ["id,user,ts,x,kind,y"]
+    for i in range(n):
+        x = rng.gauss(shift, 1)
+        y = int(x + rng.gauss(0, 0.7) > 0.8)
+        ts = dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=int(86399 * i / n))
+        lines.append(f"{day}-{i},u{i % 40},{ts:%Y-%m-%d %H:%M:%S},{x:.4f},{rng.choice('abc')},{y}")
+    return lines
+
+
+def drop_day(cfg: AppConfig, day: dt.date, lines: list[str]) -> None:
+    folder = Path(PipelinePaths.of(cfg).source_path(cfg, "ev").removeprefix("file://")) / str(day)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "events.csv").write_text("\n".join(lines) + "\n")
+
+
+@dataclass
+class World:
+    cfg: AppConfig
+    tmp: Path
+
+
+def configure(tmp: Path, *extra: str) -> AppConfig:
+    return make_config(
+        tmp,
+        SPEC,
+        name="nt",
+        overrides=[
+            f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db",
+            f"mlflow.artifact_location={tmp}/artifacts",
+            f"storage.reports={tmp}/reports",
+            *extra,
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> World:
+    tmp = tmp_path_factory.mktemp("nightly")
+    cfg = configure(tmp)
+    configure_mlflow(cfg.mlflow)
+    drop_day(cfg, D1, day_lines(D1))
+    first = run_nightly(spark, cfg, run_date=D1, run_id="night-1")
+    assert first.stages == {"ingest": "ran", "features": "ran", "train": "ran", "score": "ran"}
+    return World(cfg, tmp)
+
+
+def predictions(spark: SparkSession, cfg: AppConfig) -> DataFrame:
+    return read_delta(spark, PipelinePaths.of(cfg).predictions).drop("scored_at")
+
+
+def test_predictions_carry_lineage_to_a_real_model_version_and_delta_version(
+    spark: SparkSession, world: World
+) -> None:
+    cfg, paths = world.cfg, PipelinePaths.of(world.cfg)
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("mlpipe-nt", CHAMPION)
+    preds = predictions(spark, cfg).where(F.col("run_date") == D1)
+    lineage = (
+        preds.select("model_name", "model_version", "mlflow_run_id", "features_version")
+        .distinct()
+        .collect()
+    )
+    assert len(lineage) == 1
+    [row] = lineage
+    assert (row.model_name, row.model_version, row.mlflow_run_id) == (
+        "mlpipe-nt",
+        str(champion.version),
+        champion.run_id,
+    )
+    # The recorded feature-table version really holds the scored rows.
+    scored_at_version = read_delta(spark, paths.features, row.features_version).where(
+        F.col("event_date") == D1
+    )
+    assert_df_equality(
+        preds.select("id").orderBy("id"), scored_at_version.select("id").orderBy("id")
+    )
+    threshold = float(champion.tags["decision_threshold"])
+    wrong = preds.where(
+        F.col("predicted_label") != (F.col("score") >= threshold).cast("int")
+    ).count()
+    assert wrong == 0
+
+
+def test_rerunning_a_date_replaces_exactly_its_predictions(
+    spark: SparkSession, world: World
+) -> None:
+    before = predictions(spark, world.cfg)
+    run_score(spark, world.cfg, run_date=D1, run_id="rescore")
+    assert_df_equality(predictions(spark, world.cfg), before, ignore_row_order=True)
+
+
+def test_second_night_resumes_after_a_failure_in_the_middle_stage(
+    spark: SparkSession, world: World
+) -> None:
+    drop_day(
+        world.cfg,
+        D2,
+        [
+            *day_lines(D2),
+            f"{D2}-unseen,u1,{D2} 12:00:00,0.5,zzz,0",
+            f"{D2}-nan,u2,{D2} 12:00:01,NaN,a,0",
+        ],
+    )
+    broken = configure(
+        world.tmp, "pipeline.features.derived=[{name: bad, expr: 'no_such_column + 1'}]"
+    )
+    with pytest.raises(Exception, match="no_such_column"):
+        run_nightly(spark, broken, run_date=D2, run_id="night-2-broken")
+    result = run_nightly(spark, world.cfg, run_date=D2, run_id="night-2")
+    assert result.stages["ingest"] == "done before"
+    assert (result.stages["features"], result.stages["score"]) == ("ran", "ran")
+    assert result.stages["train"].startswith("not due")
+    audit = read_audit(spark, PipelinePaths.of(world.cfg).audit).where(F.col("run_date") == D2)
+    got = sorted((r.run_id, r.stage, r.status) for r in audit.collect())
+    assert got == sorted(
+        [
+            ("night-2-broken", "ingest", "succeeded"),
+            ("night-2-broken", "features", "failed"),
+            ("night-2", "ingest", "skipped"),
+            ("night-2", "features", "succeeded"),
+            ("night-2", "score", "succeeded"),
+        ]
+    )
+
+
+def test_unseen_category_is_scored_and_non_finite_input_is_quarantined(
+    spark: SparkSession, world: World
+) -> None:
+    paths = PipelinePaths.of(world.cfg)
+    day2 = predictions(spark, world.cfg).where(F.col("run_date") == D2)
+    assert day2.where(F.col("id") == f"{D2}-unseen").count() == 1
+    assert day2.where(F.col("id") == f"{D2}-nan").count() == 0
+    [q] = read_delta(spark, paths.quarantine).where(F.col("source") == "score").collect()
+    assert (q.reason, q.run_date) == ("non_finite_value", D2)
+    assert f"{D2}-nan" in q.raw_record
+    [entry] = (
+        read_audit(spark, paths.audit)
+        .where((F.col("stage") == "score") & (F.col("run_date") == D2))
+        .collect()
+    )
+    assert (entry.rows_read, entry.rows_accepted, entry.rows_quarantined) == (302, 301, 1)
+
+
+def test_two_dates_scored_at_the_same_time_both_commit(spark: SparkSession, world: World) -> None:
+    before = predictions(spark, world.cfg)
+    errors: list[BaseException] = []
+
+    def score(day: dt.date) -> None:
+        try:
+            run_score(spark, world.cfg, run_date=day, run_id=f"concurrent-{day}")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=score, args=(d,)) for d in (D1, D2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert_df_equality(predictions(spark, world.cfg), before, ignore_row_order=True)
+
+
+def test_empty_day_is_a_recorded_success(spark: SparkSession, world: World) -> None:
+    entry = run_score(spark, world.cfg, run_date=dt.date(2026, 3, 20), run_id="empty")
+    assert (entry.status, entry.rows_read) == ("noop", 0)
+    audit = (
+        read_audit(spark, PipelinePaths.of(world.cfg).audit)
+        .where(F.col("run_id") == "empty")
+        .collect()
+    )
+    assert [(a.stage, a.status) for a in audit] == [("score", "noop")]
+
+
+def test_missing_champion_exits_1_with_a_clear_message(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "score",
+            "--pipeline",
+            "nt",
+            "--env",
+            "test",
+            "--conf-dir",
+            str(world.tmp / "conf"),
+            "--run-date",
+            str(D1),
+            "--set",
+            f"storage.landing={world.tmp / 'landing'}",
+            "--set",
+            f"storage.tables={world.tmp / 'tables'}",
+            "--set",
+            f"mlflow.tracking_uri=sqlite:///{world.tmp}/mlflow.db",
+            "--set",
+            "pipeline.train.model_name=never-trained",
+        ]
+    )
+    assert code == 1
+    assert (
+        "model 'never-trained' has no champion yet: run `mlpipe train` first"
+        in capsys.readouterr().err
+    )
+
+
+def test_backfill_runs_three_dates_in_order(spark: SparkSession, world: World) -> None:
+    days = [dt.date(2026, 3, 3) + dt.timedelta(days=i) for i in range(3)]
+    for day in days:
+        drop_day(world.cfg, day, day_lines(day))
+    results = run_backfill(spark, world.cfg, first=days[0], last=days[-1], run_id="bf")
+    assert [r.run_date for r in results] == days
+    counts = {
+        r.run_date: r["count"]
+        for r in predictions(spark, world.cfg).groupBy("run_date").count().collect()
+    }
+    assert [counts[d] for d in days] == [300, 300, 300]
+    # Ingest picked up all three drops on the first date; the next dates had nothing new.
+    audit = read_audit(spark, PipelinePaths.of(world.cfg).audit).where(
+        F.col("run_id").startswith("bf")
+    )
+    ingests = sorted(
+        (r.run_date, r.status, r.rows_read)
+        for r in audit.where(F.col("stage") == "ingest").collect()
+    )
+    assert ingests == [(days[0], "succeeded", 900), (days[1], "noop", 0), (days[2], "noop", 0)]
+
+
+def test_a_second_nightly_of_the_same_pipeline_is_refused(world: World) -> None:
+    with (
+        pipeline_lock(world.cfg),
+        pytest.raises(RunError, match="another nightly run of 'nt' is in progress"),
+        pipeline_lock(world.cfg),
+    ):
+        pass
+
+
+def test_scoring_killed_mid_write_then_rerun_leaves_one_complete_set(
+    spark: SparkSession, world: World
+) -> None:
+    paths = PipelinePaths.of(world.cfg)
+    expected = predictions(spark, world.cfg).where(F.col("run_date") == D1)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "score",
+        "--pipeline",
+        "nt",
+        "--env",
+        "test",
+        "--run-date",
+        str(D1),
+        "--conf-dir",
+        str(world.tmp / "conf"),
+        "--set",
+        f"storage.landing={world.tmp / 'landing'}",
+        "--set",
+        f"storage.tables={world.tmp / 'tables'}",
+        "--set",
+        f"mlflow.tracking_uri=sqlite:///{world.tmp}/mlflow.db",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        if "writing predictions" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+        assert time.monotonic() < deadline
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    # Whatever the kill interrupted, the date still holds exactly one complete set ...
+    assert_df_equality(
+        predictions(spark, world.cfg).where(F.col("run_date") == D1).drop("features_version"),
+        expected.drop("features_version"),
+        ignore_row_order=True,
+    )
+    # ... and a rerun replaces it with one complete set again.
+    run_score(spark, world.cfg, run_date=D1, run_id="after-kill")
+    assert_df_equality(
+        predictions(spark, world.cfg).where(F.col("run_date") == D1).drop("features_version"),
+        expected.drop("features_version"),
+        ignore_row_order=True,
+    )
+    assert read_delta(spark, paths.predictions).where(F.col("run_date") == D1).count() == 300
+
+
+def test_drift_metrics_separate_drifted_from_stable_data(spark: SparkSession) -> None:
+    rng = random.Random(5)
+    reference = spark.createDataFrame([(rng.gauss(0, 1),) for _ in range(4000)], "x DOUBLE")
+    stable = spark.createDataFrame([(rng.gauss(0, 1),) for _ in range(4000)], "x DOUBLE")
+    drifted = spark.createDataFrame([(rng.gauss(1.0, 1),) for _ in range(4000)], "x DOUBLE")
+    assert monitor.psi_by_column(reference, stable, ["x"])["x"] < 0.05
+    assert monitor.psi_by_column(reference, drifted, ["x"])["x"] > 0.5
+    spec = make_monitor_spec()
+    report = monitor.assess(
+        spec,
+        feature_psi={"x": 0.6, "z": 0.01},
+        score_psi=0.3,
+        nulls={"x": 0.0},
+        rows_today=40,
+        trailing_mean=100.0,
+    )
+    assert report.failures == ["x: PSI 0.600 >= 0.5"]
+    assert report.warnings == [
+        "prediction distribution shifted: PSI 0.300",
+        "only 40 rows, 40% of the trailing mean 100",
+    ]
+
+
+def make_monitor_spec() -> MonitorSpec:
+    return MonitorSpec(psi_warn=0.2, psi_fail=0.5, null_rate_warn=0.5, row_count_ratio_warn=0.5)
