@@ -21,8 +21,12 @@ help:
 setup:
 	@bash scripts/setup.sh
 
+# The main job on the embedded default: 5 nights of fraud data (1M transactions) in local mode.
+# DEMO_ARGS="--days 3 --rows-per-day 50000" makes it smaller. Data and MLflow go to data/demo/.
+DEMO_ARGS ?=
 demo: setup
-	$(PY) -m pipeline check
+	rm -rf data/demo
+	MLPIPE_DATA=data/demo $(PY) -m pipeline demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,13 @@ from pyspark.sql import functions as F
 from pipeline.config.stages import ModelInputSpec
 from pipeline.model import sampling
 from pipeline.model.evaluate import BINS, Histogram, choose_threshold
-from pipeline.model.preprocess import RARE, RareCategoryGrouper, build_preprocessing, feature_names
+from pipeline.model.preprocess import (
+    RARE,
+    RareCategoryGrouper,
+    build_preprocessing,
+    choose_pca_k,
+    feature_names,
+)
 
 SPEC = ModelInputSpec.model_validate(
     {
@@ -96,6 +103,25 @@ def test_selection_and_pca_keep_names_consistent(spark: SparkSession) -> None:
     with_pca = ModelInputSpec.model_validate(with_pca.model_dump())
     pca_model = Pipeline(stages=build_preprocessing(with_pca)).fit(frame(spark))
     assert feature_names(with_pca, pca_model) == ["pc_1", "pc_2"]
+
+
+def test_pca_by_explained_variance_picks_the_fewest_components_on_training_rows(
+    spark: SparkSession,
+) -> None:
+    rng = random.Random(2)
+    rows = []
+    for _ in range(300):
+        a, b = rng.gauss(0, 3), rng.gauss(0, 2)
+        rows.append((a, b, a + b + rng.gauss(0, 0.01), a - b + rng.gauss(0, 0.01), 0.0))
+    df = spark.createDataFrame(rows, "p DOUBLE, q DOUBLE, r DOUBLE, s DOUBLE, label DOUBLE")
+    spec = ModelInputSpec.model_validate(
+        {"numeric": ["p", "q", "r", "s"], "scale": "none", "pca": {"variance": 0.99}}
+    )
+    # Four columns, two independent directions: two components explain ~100% of the variance.
+    assert choose_pca_k(spec, df) == 2
+    model = Pipeline(stages=build_preprocessing(spec, pca_k=2)).fit(df)
+    assert feature_names(spec, model) == ["pc_1", "pc_2"]
+    assert choose_pca_k(spec.model_copy(update={"pca": None}), df) is None
 
 
 def test_fitted_preprocessing_round_trips_through_save_and_load(

@@ -388,3 +388,15 @@ def test_drift_metrics_separate_drifted_from_stable_data(spark: SparkSession) ->
 
 def make_monitor_spec() -> MonitorSpec:
     return MonitorSpec(psi_warn=0.2, psi_fail=0.5, null_rate_warn=0.5, row_count_ratio_warn=0.5)
+
+
+def test_missing_feature_column_is_a_clear_error(spark: SparkSession, world: World) -> None:
+    cfg = configure(world.tmp, "pipeline.model.numeric=[x, events_count_1d, ghost]")
+    with pytest.raises(
+        RunError, match=r"the feature table lacks the model's input column\(s\): ghost"
+    ):
+        run_score(spark, cfg, run_date=D1, run_id="ghost")
+    [audit] = (
+        read_audit(spark, PipelinePaths.of(cfg).audit).where(F.col("run_id") == "ghost").collect()
+    )
+    assert (audit.stage, audit.status) == ("score", "failed")

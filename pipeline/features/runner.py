@@ -25,9 +25,8 @@ from pipeline.features.transforms import (
     with_label,
     with_window_features,
 )
-from pipeline.io.audit import FAILED, NOOP, LedgerEntry, write_audit
+from pipeline.io.audit import NOOP, LedgerEntry, audited
 from pipeline.io.delta import is_delta_table, overwrite_where, read_delta, table_version
-from pipeline.io.raw import describe_error
 from pipeline.paths import PipelinePaths
 
 if TYPE_CHECKING:
@@ -131,50 +130,54 @@ def run_features(
     spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
 ) -> LedgerEntry:
     """Write the feature rows of the run date (and of the label horizon before it)."""
-    from pyspark.sql import functions as F
 
     pipeline = config.require_pipeline()
     spec = feature_spec(config)
     paths = PipelinePaths.of(config)
     entry = LedgerEntry(run_id=run_id, pipeline=pipeline.name, stage="features", run_date=run_date)
     first = run_date - dt.timedelta(days=label_horizon_days(spec))
-    try:
-        source = spec.source or next(iter(pipeline.sources))
-        bronze_version = table_version(spark, paths.bronze(source))
-        target_bronze, features = build_features(
-            spark, config, first=first, last=run_date, bronze_version=bronze_version
-        )
-        target_bronze = target_bronze.persist()
-        entry.rows_read = target_bronze.count()
-        if entry.rows_read == 0:
-            target_bronze.unpersist()
-            entry.finish(NOOP, f"no bronze rows with event dates {first}..{run_date}")
-            write_audit(spark, paths.audit, [entry])
-            return entry
-        distinct_keys = target_bronze.select(*spec.key).distinct().count()
-        target_bronze.unpersist()
-
-        predicate = f"{EVENT_DATE} >= '{first}' AND {EVENT_DATE} <= '{run_date}'"
-        overwrite_where(features, paths.features, predicate, partition_by=[EVENT_DATE])
-        written = read_delta(spark, paths.features).where(
-            (F.col(EVENT_DATE) >= F.lit(first)) & (F.col(EVENT_DATE) <= F.lit(run_date))
-        )
-        entry.rows_accepted = written.count()
-        entry.rows_dropped = entry.rows_read - distinct_keys
-        if bronze_version is not None:
-            entry.table_versions["bronze"] = bronze_version
-        version = table_version(spark, paths.features)
-        if version is not None:
-            entry.table_versions["features"] = version
-        entry.reconcile()
-        entry.finish()
-    except Exception as exc:
-        entry.finish(FAILED, describe_error(exc))
-        try:
-            write_audit(spark, paths.audit, [entry])
-        except Exception:
-            log.exception("could not write the failed run's audit row")
-        raise
-    write_audit(spark, paths.audit, [entry])
-    log.info(entry.summary())
+    with audited(spark, paths.audit, entry):
+        _write_features(spark, config, paths, entry, first=first, last=run_date)
     return entry
+
+
+def _write_features(
+    spark: SparkSession,
+    config: AppConfig,
+    paths: PipelinePaths,
+    entry: LedgerEntry,
+    *,
+    first: dt.date,
+    last: dt.date,
+) -> None:
+    from pyspark.sql import functions as F
+
+    pipeline = config.require_pipeline()
+    spec = feature_spec(config)
+    source = spec.source or next(iter(pipeline.sources))
+    bronze_version = table_version(spark, paths.bronze(source))
+    target_bronze, features = build_features(
+        spark, config, first=first, last=last, bronze_version=bronze_version
+    )
+    target_bronze = target_bronze.persist()
+    entry.rows_read = target_bronze.count()
+    if entry.rows_read == 0:
+        target_bronze.unpersist()
+        entry.finish(NOOP, f"no bronze rows with event dates {first}..{last}")
+        return
+    distinct_keys = target_bronze.select(*spec.key).distinct().count()
+    target_bronze.unpersist()
+
+    predicate = f"{EVENT_DATE} >= '{first}' AND {EVENT_DATE} <= '{last}'"
+    overwrite_where(features, paths.features, predicate, partition_by=[EVENT_DATE])
+    written = read_delta(spark, paths.features).where(
+        (F.col(EVENT_DATE) >= F.lit(first)) & (F.col(EVENT_DATE) <= F.lit(last))
+    )
+    entry.rows_accepted = written.count()
+    entry.rows_dropped = entry.rows_read - distinct_keys
+    if bronze_version is not None:
+        entry.table_versions["bronze"] = bronze_version
+    version = table_version(spark, paths.features)
+    if version is not None:
+        entry.table_versions["features"] = version
+    entry.reconcile()

@@ -25,7 +25,7 @@ from pipeline.ingest.transforms import (
     validate_records,
     with_lineage,
 )
-from pipeline.io.audit import FAILED, NOOP, LedgerEntry, write_audit
+from pipeline.io.audit import NOOP, LedgerEntry, audited
 from pipeline.io.delta import append_idempotent, is_delta_table, read_delta, table_version
 from pipeline.io.raw import (
     CORRUPT,
@@ -79,23 +79,10 @@ def run_ingest(
         entry = LedgerEntry(
             run_id=run_id, pipeline=spec.name, stage="ingest", run_date=run_date, source=name
         )
-        try:
+        with audited(spark, paths.audit, entry):
             _ingest_source(spark, config, paths, name, source, entry)
-        except Exception as exc:
-            entry.finish(FAILED, describe_error(exc))
-            _write_audit_best_effort(spark, paths.audit, entry)
-            raise
-        write_audit(spark, paths.audit, [entry])
-        log.info(entry.summary())
         entries.append(entry)
     return entries
-
-
-def _write_audit_best_effort(spark: SparkSession, path: str, entry: LedgerEntry) -> None:
-    try:
-        write_audit(spark, path, [entry])
-    except Exception:  # the original failure matters more than its audit row
-        log.exception("could not write the failed run's audit row")
 
 
 def _ingest_source(

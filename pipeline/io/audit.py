@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import LedgerMismatchError
+from pipeline.io.raw import describe_error
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -22,6 +26,7 @@ AUDIT_DDL = (
 )
 
 SUCCEEDED, FAILED, NOOP, SKIPPED = "succeeded", "failed", "noop", "skipped"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -112,6 +117,25 @@ def write_audit(spark: SparkSession, path: str, entries: list[LedgerEntry]) -> N
         return
     df = spark.createDataFrame([e.as_row() for e in entries], schema=AUDIT_DDL)
     df.write.format("delta").mode("append").save(path)
+
+
+@contextlib.contextmanager
+def audited(spark: SparkSession, path: str, entry: LedgerEntry) -> Iterator[LedgerEntry]:
+    """Append `entry` to the audit table when the block ends: as it is on success, as `failed`
+    with the error when the block raises (the error then propagates)."""
+    try:
+        yield entry
+    except BaseException as exc:
+        entry.finish(FAILED, describe_error(exc))
+        try:
+            write_audit(spark, path, [entry])
+        except Exception:  # the original failure matters more than its audit row
+            log.exception("could not write the failed run's audit row")
+        raise
+    if entry.finished_at is None:
+        entry.finish()
+    write_audit(spark, path, [entry])
+    log.info(entry.summary())
 
 
 def read_audit(spark: SparkSession, path: str) -> DataFrame:

@@ -251,3 +251,34 @@ def feature_names(spec: ModelInputSpec, fitted: PipelineModel | Sequence[Transfo
         elif isinstance(stage, PCAModel):
             names = [f"pc_{i + 1}" for i in range(stage.getK())]
     return names
+
+
+def choose_pca_k(
+    spec: ModelInputSpec, fit_df: DataFrame, *, classification: bool = True
+) -> int | None:
+    """The number of PCA components: the configured `k`, or the fewest components whose explained
+    variance reaches `variance`, measured on `fit_df` (the training split only, never test rows)."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import PCA
+
+    if spec.pca is None:
+        return None
+    if spec.pca.k is not None:
+        return spec.pca.k
+    target = spec.pca.variance or 1.0
+    without_pca = spec.model_copy(update={"pca": None})
+    prep = Pipeline(stages=build_preprocessing(without_pca, classification=classification)).fit(
+        fit_df
+    )
+    vectors = prep.transform(fit_df).select(FEATURES)
+    first = vectors.first()
+    if first is None:
+        return None
+    width = int(first[FEATURES].size)
+    explained = PCA(k=width, inputCol=FEATURES, outputCol="_all_pcs").fit(vectors).explainedVariance
+    cumulative = 0.0
+    for i, share in enumerate(explained.toArray()):
+        cumulative += float(share)
+        if cumulative >= target - 1e-12:
+            return i + 1
+    return width

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 from pipeline.config.models import AppConfig
 from pipeline.errors import RunError
 from pipeline.features.transforms import EVENT_DATE
-from pipeline.io.audit import FAILED, NOOP, LedgerEntry, read_audit, write_audit
+from pipeline.io.audit import NOOP, LedgerEntry, audited, read_audit
 from pipeline.io.delta import is_delta_table, overwrite_where, read_delta, table_version
-from pipeline.io.raw import describe_error
 from pipeline.model.evaluate import score_column
 from pipeline.model.registry import load_champion
 from pipeline.paths import PipelinePaths
@@ -107,17 +106,8 @@ def run_score(
     spec = config.require_pipeline()
     paths = PipelinePaths.of(config)
     entry = LedgerEntry(run_id=run_id, pipeline=spec.name, stage="score", run_date=run_date)
-    try:
+    with audited(spark, paths.audit, entry):
         _score(spark, config, paths, run_date, entry)
-    except Exception as exc:
-        entry.finish(FAILED, describe_error(exc))
-        try:
-            write_audit(spark, paths.audit, [entry])
-        except Exception:
-            log.exception("could not write the failed run's audit row")
-        raise
-    write_audit(spark, paths.audit, [entry])
-    log.info(entry.summary())
     return entry
 
 

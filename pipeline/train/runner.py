@@ -28,9 +28,8 @@ from pipeline.config.models import AppConfig
 from pipeline.config.stages import CandidateSpec, TrainSpec
 from pipeline.errors import ConfigError, RunError
 from pipeline.features.transforms import EVENT_DATE, LABEL
-from pipeline.io.audit import FAILED, LedgerEntry, write_audit
+from pipeline.io.audit import LedgerEntry, audited
 from pipeline.io.delta import is_delta_table, read_delta, table_version
-from pipeline.io.raw import describe_error
 from pipeline.model import sampling
 from pipeline.model.candidates import grid_points, make_estimator, model_summary
 from pipeline.model.evaluate import (
@@ -45,7 +44,7 @@ from pipeline.model.evaluate import (
     score_histogram,
     selection_metric,
 )
-from pipeline.model.preprocess import build_preprocessing, feature_names
+from pipeline.model.preprocess import build_preprocessing, choose_pca_k, feature_names
 from pipeline.model.registry import GateDecision, gate_and_promote, log_and_register
 from pipeline.model.report import render_report, write_report
 from pipeline.paths import PipelinePaths
@@ -193,7 +192,9 @@ def rebalance(df: DataFrame, config: AppConfig, *, seed: int) -> tuple[DataFrame
     return out.where(F.lit(True)), None
 
 
-def cross_validate(spark: SparkSession, config: AppConfig, folded: DataFrame) -> list[GridResult]:
+def cross_validate(
+    spark: SparkSession, config: AppConfig, folded: DataFrame, *, pca_k: int | None = None
+) -> list[GridResult]:
     """Every grid point of every candidate on every fold (preprocessing fitted per fold)."""
     from pyspark.ml import Pipeline
     from pyspark.sql import functions as F
@@ -214,9 +215,9 @@ def cross_validate(spark: SparkSession, config: AppConfig, folded: DataFrame) ->
             folded.where(F.col(sampling.FOLD) != fold), config, seed=tspec.seed + fold
         )
         fold_valid = folded.where(F.col(sampling.FOLD) == fold)
-        prep = Pipeline(stages=build_preprocessing(spec.model, classification=classification)).fit(
-            fold_train
-        )
+        prep = Pipeline(
+            stages=build_preprocessing(spec.model, classification=classification, pca_k=pca_k)
+        ).fit(fold_train)
         keep = ["features", LABEL] + ([weight_col] if weight_col else [])
         tr = prep.transform(fold_train).select(*keep).persist()
         va = prep.transform(fold_valid).select("features", LABEL).persist()
@@ -264,7 +265,9 @@ def pick_winner(results: list[GridResult], metric: str) -> GridResult:
     return winner
 
 
-def fit_final(config: AppConfig, train: DataFrame, winner: GridResult) -> PipelineModel:
+def fit_final(
+    config: AppConfig, train: DataFrame, winner: GridResult, *, pca_k: int | None = None
+) -> PipelineModel:
     """Refit preprocessing + the winning model on the whole training split."""
     from pyspark.ml import Pipeline
 
@@ -273,7 +276,9 @@ def fit_final(config: AppConfig, train: DataFrame, winner: GridResult) -> Pipeli
     assert spec.model is not None
     fit_df, weight_col = rebalance(train, config, seed=tspec.seed)
     candidate = next(c for c in tspec.candidates if c.name == winner.candidate)
-    stages = build_preprocessing(spec.model, classification=spec.task == "binary_classification")
+    stages = build_preprocessing(
+        spec.model, classification=spec.task == "binary_classification", pca_k=pca_k
+    )
     stages.append(make_estimator(candidate, winner.params, seed=tspec.seed, weight_col=weight_col))
     return Pipeline(stages=stages).fit(fit_df)
 
@@ -285,17 +290,8 @@ def run_train(
     spec = config.require_pipeline()
     paths = PipelinePaths.of(config)
     entry = LedgerEntry(run_id=run_id, pipeline=spec.name, stage="train", run_date=run_date)
-    try:
-        result = _run_train(spark, config, run_date=run_date, run_id=run_id, entry=entry)
-    except Exception as exc:
-        entry.finish(FAILED, describe_error(exc))
-        try:
-            write_audit(spark, paths.audit, [entry])
-        except Exception:
-            log.exception("could not write the failed run's audit row")
-        raise
-    write_audit(spark, paths.audit, [entry])
-    return result
+    with audited(spark, paths.audit, entry):
+        return _run_train(spark, config, run_date=run_date, run_id=run_id, entry=entry)
 
 
 def _run_train(
@@ -359,12 +355,14 @@ def _run_train(
             label=LABEL if classification else None,
         )
     folded = folded.persist()
-    results = cross_validate(spark, config, folded)
+    # PCA by explained variance: k is chosen once, on the training split (never on test rows).
+    pca_k = choose_pca_k(spec.model, train, classification=classification)
+    results = cross_validate(spark, config, folded, pca_k=pca_k)
     folded.unpersist()
     winner = pick_winner(results, tspec.metric)
     lap("cross_validation")
 
-    final = fit_final(config, train, winner)
+    final = fit_final(config, train, winner, pca_k=pca_k)
     names = feature_names(spec.model, final.stages[:-1])
     importances = model_summary(final.stages[-1], names)
     lap("refit")
