@@ -51,8 +51,12 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Our paths against the alternatives (MLlib's CrossValidator, scikit-learn, spark_udf, plain copies),
+# every repetition in a fresh process; writes BENCHMARKS.md. BENCH_ARGS="--quick" is a smoke run,
+# BENCH_ARGS="--rows 1000000" the sizes the targets are stated at (scripts/bench.py --help).
+BENCH_ARGS ?=
 bench: setup
-	@echo "benchmarks are not available yet"
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 # Local services for cluster runs (docs/CLUSTER.md): state, logs and pid files under var/.
 hdfs-start:

@@ -110,7 +110,10 @@ def build_spark(cfg: SparkConfig, *, app_name: str | None = None) -> SparkSessio
         SparkContext._ensure_initialized()
         submitted = SparkConf()
         builder = SparkSession.builder
-        if not submitted.contains("spark.app.name"):
+        # spark-submit names the app after the script (e.g. "nightly.py") unless --name was given:
+        # keep a user's --name, replace the script's.
+        given = submitted.get("spark.app.name", "")
+        if not given or given.endswith(".py"):
             builder = builder.appName(name)
         for key, value in {**DELTA_CONF, "spark.sql.session.timeZone": "UTC"}.items():
             if not submitted.contains(key):

@@ -348,6 +348,8 @@ def orchestrate(args: argparse.Namespace) -> int:
     others = java_processes()
     load = load_average()
     began = time.monotonic()
+    reps: list[Rep] = []
+    failed = True  # until the report is written
     _say(
         f"bench: {plan.rows:,} base rows, scales {', '.join(f'{f:g}' for f in plan.scales)}, "
         f"{plan.reps} repetition(s), work dir {layout.root}"
@@ -380,7 +382,6 @@ def orchestrate(args: argparse.Namespace) -> int:
         _say(f"bench: set-up done in {_minutes(setup.seconds)} {manifest.get('timings')}")
         runs = plan.runs()
         total = len(runs) * plan.reps
-        reps: list[Rep] = []
         # Repetition-major order: drift in the machine's load spreads over every measurement.
         for rep in range(1, plan.reps + 1):
             for name, rows in runs:
@@ -437,14 +438,14 @@ def orchestrate(args: argparse.Namespace) -> int:
             )
         if args.quick:
             notes.append(
-                "A --quick smoke run: tiny data and one repetition. Fixed costs (Spark jobs, "
+                "A --quick smoke run on tiny data. Fixed costs (Spark jobs, "
                 "Delta commits, JVM warm-up) dominate at this size, so the ratios say nothing about "
                 "the targets; it only shows that every path runs."
             )
-        failed = [r for r in reps if not r.ok]
-        for r in failed:
+        for r in (r for r in reps if not r.ok):
             notes.append(
-                f"{r.name} at {r.size:,} rows failed: {r.error} (log: logs/{r.name}-{r.size}-r*.log)"
+                f"{r.name} at {r.size:,} rows failed: {r.error} "
+                f"(log: {layout.root / 'logs' / f'{r.name}-{r.size}-r*.log'})"
             )
         data = ReportInput(
             machine=machine,
@@ -463,12 +464,23 @@ def orchestrate(args: argparse.Namespace) -> int:
         (layout.root / "results.json").write_text(json.dumps(raw, indent=2))
         print(text)
         _say(f"bench: wrote {args.out} in {_minutes(elapsed)}")
+        failed = False
         return 0
     finally:
-        if own_workdir and not args.keep:
-            shutil.rmtree(layout.root, ignore_errors=True)
-        elif args.keep or not own_workdir:
+        if args.keep or not own_workdir:
             _say(f"bench: work dir kept: {layout.root}")
+        elif failed or any(not r.ok for r in reps):
+            # Keep what explains the failure (logs, results), not the data.
+            for entry in layout.root.iterdir():
+                if entry.name in ("logs", "results.json"):
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()
+            _say(f"bench: logs kept in {layout.root / 'logs'}")
+        else:
+            shutil.rmtree(layout.root, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -505,7 +517,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(manifest, default=str), flush=True)
         return 0
-    return orchestrate(args)
+    from pipeline.errors import ConfigError
+
+    try:
+        return orchestrate(args)
+    except ConfigError as exc:
+        print(f"bench: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

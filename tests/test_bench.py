@@ -308,6 +308,12 @@ def test_scaling_table_gives_time_per_row() -> None:
     assert float(cells[5]) == pytest.approx(520.0 / 125.0, abs=0.01)
 
 
+def test_phases_are_listed_with_their_medians() -> None:
+    text = report()
+    phases = text.split("## Phases", 1)[1]
+    assert _row(phases, "train_ours")[1] == "spark_start 5.00"
+
+
 def test_format_quality_keeps_the_chosen_parameters_first_and_unlabelled() -> None:
     text = format_quality(
         {"chosen": "regParam=0.01", "test_auc": 0.81234, "rows_written": 1000}, {}

@@ -40,6 +40,27 @@ def pip_requirements() -> list[str]:
     ]
 
 
+def package_dir() -> Path:
+    """A real folder holding this `pipeline` package, to ship with a logged model.
+
+    Under spark-submit the package is imported from the `--py-files` zip, which MLflow cannot copy
+    from: the package is then extracted to a temporary folder first.
+    """
+    import tempfile
+    import zipfile
+
+    import pipeline
+
+    here = Path(pipeline.__file__).parent
+    if here.is_dir():
+        return here
+    archive = next(p for p in here.parents if p.is_file())
+    target = Path(tempfile.mkdtemp(prefix="mlpipe-code-"))
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(target, members=[n for n in zf.namelist() if n.startswith("pipeline/")])
+    return target / "pipeline"
+
+
 def log_and_register(
     spark: SparkSession,
     model: PipelineModel,
@@ -55,8 +76,6 @@ def log_and_register(
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    import pipeline
-
     inputs = [c for c in example_df.columns if not c.startswith("_")]
     sample = example_df.select(*inputs).limit(5)
     out = model.transform(sample).select("prediction")
@@ -68,7 +87,7 @@ def log_and_register(
         signature=signature,
         pip_requirements=pip_requirements(),
         # Custom stages (e.g. rare-category grouping) live in this package: ship it with the model.
-        code_paths=[str(Path(pipeline.__file__).parent)],
+        code_paths=[str(package_dir())],
     )
     version = str(info.registered_model_version)
     client = MlflowClient()

@@ -545,14 +545,11 @@ def run_one(
         quality = case.measure(ctx, config, spark)
         record.update(ok=True, wall_s=ctx.clock.wall_s, quality=quality)
     except Exception as exc:
-        detail = traceback.format_exc(limit=3).strip().splitlines()
-        record.update(
-            ok=False,
-            error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[
-                :300
-            ],
-            traceback=detail[-6:],
-        )
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        traceback.print_exc()  # to stderr: the run's log file
+        record.update(ok=False, error=f"{type(exc).__name__}: {first_line}"[:300])
+    if spark is None and "spark_start" in ctx.clock.phases:
+        del ctx.clock.phases["spark_start"]
     record["phases"] = ctx.clock.phases
     record["py_hwm_mb"] = own_hwm_mb()
     if spark is not None:

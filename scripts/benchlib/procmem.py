@@ -3,7 +3,9 @@
 The measurement's Python process and its driver JVM (the `java` child PySpark launches) are read
 through `VmHWM`, the kernel's own high-water mark of the process's resident set, so their peaks
 are exact up to the last sample before exit. Every other descendant (Python workers, joblib
-workers, JVMs started inside workers) is summed from `VmRSS` at each sample.
+workers, JVMs started inside workers) is summed from its proportional set size (`Pss` in
+`smaps_rollup`) at each sample; a JVM's short-lived forks (before they exec a shell command) are
+skipped, since they only show the JVM's own pages.
 """
 
 from __future__ import annotations
@@ -71,6 +73,43 @@ def status_kb(pid: int, key: str) -> int | None:
     return None
 
 
+def pss_kb(pid: int) -> int | None:
+    """Proportional set size: resident memory with shared pages split among their sharers, so the
+    forked Python workers that share their daemon's pages are not counted twice."""
+    try:
+        for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return status_kb(pid, "VmRSS")
+    return status_kb(pid, "VmRSS")
+
+
+def _exe(pid: int) -> str | None:
+    try:
+        return os.readlink(PROC / str(pid) / "exe")
+    except OSError:
+        return None
+
+
+def is_jvm_fork(pid: int, ppid: int, table: dict[int, tuple[str, int]]) -> bool:
+    """A JVM's child that has not exec'd yet (Hadoop's shell commands: `chmod`, `rm`, ...): it
+    shows the JVM's own pages for an instant and is not a worker."""
+    parent = table.get(ppid)
+    return parent is not None and parent[0] == "java" and _exe(pid) == _exe(ppid)
+
+
+def _top_level(pid: int, root: int, table: dict[int, tuple[str, int]]) -> int | None:
+    """The ancestor of `pid` that is a direct child of `root` (`pid` itself if it is one)."""
+    current = pid
+    while current in table:
+        parent = table[current][1]
+        if parent == root:
+            return current
+        current = parent
+    return None
+
+
 def pid_alive(pid: int) -> bool:
     return (PROC / str(pid)).exists()
 
@@ -103,16 +142,20 @@ class TreeSampler:
         for pid in descendants(self.root, table):
             self._seen.add(pid)
             comm, ppid = table[pid]
+            top = _top_level(pid, self.root, table)
+            if top is None or not (table[top][0] == "java" or table[top][0].startswith("python")):
+                # Under a launcher script (spark-submit's bash) that has not exec'd the JVM yet.
+                continue
             if comm == "java" and ppid == self.root:
                 hwm = status_kb(pid, "VmHWM")
                 if hwm is not None:
                     self._saw_jvm = True
                     self._jvm_kb = max(self._jvm_kb, hwm)
-            else:
-                rss = status_kb(pid, "VmRSS")
-                if rss is not None:
+            elif not is_jvm_fork(pid, ppid, table):
+                pss = pss_kb(pid)
+                if pss is not None:
                     self._saw_workers = True
-                    workers += rss
+                    workers += pss
         self._workers_kb = max(self._workers_kb, workers)
 
     def _run(self) -> None:

@@ -114,7 +114,7 @@ class Rep:
     process_s: float | None = None  # the whole child process, start to exit
     py_peak_mb: float | None = None  # the measurement's Python process (VmHWM)
     jvm_peak_mb: float | None = None  # the driver JVM (VmHWM)
-    workers_peak_mb: float | None = None  # every other descendant, summed VmRSS at its peak
+    workers_peak_mb: float | None = None  # every other descendant, summed Pss at its peak
     quality: Quality = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     error: str | None = None
@@ -505,6 +505,24 @@ def scaling_table(
     return "\n".join(lines)
 
 
+def phase_table(summaries: Mapping[tuple[str, int], Summary], size: int) -> str:
+    """Where the time went: the median of each named phase (spark_start and warmup are not timed)."""
+    lines = ["| measurement | phases, median s |", "| --- | --- |"]
+    for group in GROUPS:
+        for name in group.names:
+            s = summaries.get((name, size))
+            if s is None or not s.ok:
+                continue
+            keys = list(dict.fromkeys(k for r in s.ok_reps for k in r.phases))
+            parts = []
+            for key in keys:
+                value = median(r.phases.get(key) for r in s.ok_reps)
+                if value is not None:
+                    parts.append(f"{key} {value:.2f}")
+            lines.append(f"| {name} | {_cell(', '.join(parts) or '—')} |")
+    return "\n".join(lines)
+
+
 def verdict_table(verdicts: Sequence[Verdict]) -> str:
     lines = ["| target | measured | limit | verdict |", "| --- | --- | --- | --- |"]
     for v in verdicts:
@@ -540,8 +558,9 @@ How it was measured:
 * **Python peak MB** and **JVM peak MB** are the kernel's high-water marks (`VmHWM` in
   `/proc/PID/status`) of the measurement's Python process and of its driver JVM (the `java` child
   that PySpark launches), read by the parent every 0.2 s. **workers peak MB** is the peak of the
-  summed `VmRSS` of every other descendant (PySpark's Python workers, scikit-learn's joblib workers,
-  and the JVMs that `spark_udf` starts inside its Python workers), sampled every 0.2 s.
+  summed proportional set size (`Pss`, shared pages split among sharers) of every other descendant
+  (PySpark's Python workers, scikit-learn's joblib workers, and the JVMs that `spark_udf` starts
+  inside its Python workers), sampled every 0.2 s; "—" means there were none.
 * Every Spark measurement uses the project's session builder (`pipeline.session.build_spark`) with
   the same environment's `SparkConfig`; the data set of a size is generated once (Spark, Delta)
   and exported once to Parquet with its `_split` and `_fold` columns, so scikit-learn fits and
@@ -632,6 +651,16 @@ def render_report(data: ReportInput) -> str:
         if verdicts["scaling"]:
             out.append(verdict_table(verdicts["scaling"]))
             out.append("")
+    if any((name, data.base_rows) in summaries for name in DESCRIPTIONS):
+        out.append("## Phases")
+        out.append("")
+        out.append(
+            f"{data.base_rows:,} rows. `spark_start` and `warmup` happen before the clock starts "
+            "(they are in process s, not in wall s)."
+        )
+        out.append("")
+        out.append(phase_table(summaries, data.base_rows))
+        out.append("")
     if data.notes:
         out.append("## Notes")
         out.append("")
