@@ -101,14 +101,18 @@ class LedgerEntry:
 
     def summary(self) -> str:
         """One line for the console."""
-        reasons = json.dumps(self.quarantined_by_reason, sort_keys=True)
         src = f"/{self.source}" if self.source else ""
-        return (
-            f"{self.stage}{src} {self.status}: files {self.files_read} "
-            f"(quarantined {self.files_quarantined}), rows read {self.rows_read}, accepted "
-            f"{self.rows_accepted}, quarantined {self.rows_quarantined} {reasons}, dropped "
-            f"{self.rows_dropped}" + (f" - {self.message}" if self.message else "")
-        )
+        parts = [f"{self.stage}{src} {self.status}:"]
+        if self.stage == "ingest":
+            parts.append(f"files {self.files_read} (quarantined whole: {self.files_quarantined}),")
+        parts.append(f"rows read {self.rows_read:,}, accepted {self.rows_accepted:,}")
+        if self.rows_quarantined or self.quarantined_by_reason:
+            reasons = json.dumps(self.quarantined_by_reason, sort_keys=True)
+            parts.append(f", quarantined {self.rows_quarantined:,} {reasons}")
+        if self.rows_dropped:
+            parts.append(f", duplicates dropped {self.rows_dropped:,}")
+        line = " ".join(parts).replace(" ,", ",")
+        return line + (f" - {self.message}" if self.message else "")
 
 
 def write_audit(spark: SparkSession, path: str, entries: list[LedgerEntry]) -> None:

@@ -94,15 +94,16 @@ class TrainResult:
     features_version: int
     durations: dict[str, float]
     report_dir: Path
+    metric: str
 
     def summary(self) -> str:
         """A few lines for the console."""
         lines = [
             f"candidates (cross-validated {self.results and len(self.results[0].fold_metrics)}-fold):"
         ]
-        for cand in _best_per_candidate(self.results, self.winner_metric_name):
+        for cand in _best_per_candidate(self.results, self.metric):
             lines.append(
-                f"  {cand.candidate:<22} {self.winner_metric_name} {cand.mean:.4f} ± {cand.std:.4f}  {cand.params}"
+                f"  {cand.candidate:<22} {self.metric} {cand.mean:.4f} ± {cand.std:.4f}  {cand.params}"
             )
         lines.append(f"winner: {self.winner.candidate} {self.winner.params}")
         shown = {
@@ -116,8 +117,6 @@ class TrainResult:
             f"{'promoted to champion' if self.decision.promoted else 'not promoted'} ({self.decision.reason})"
         )
         return "\n".join(lines)
-
-    winner_metric_name: str = "metric"
 
 
 def _train_spec(config: AppConfig) -> TrainSpec:
@@ -173,8 +172,6 @@ def split(spark: SparkSession, config: AppConfig, data: DataFrame) -> tuple[Data
 
 def rebalance(df: DataFrame, config: AppConfig, *, seed: int) -> tuple[DataFrame, str | None]:
     """Apply the configured class rebalancing to training rows (never to test rows)."""
-    from pyspark.sql import functions as F
-
     tspec = _train_spec(config)
     spec = config.require_pipeline()
     assert spec.features is not None
@@ -189,7 +186,7 @@ def rebalance(df: DataFrame, config: AppConfig, *, seed: int) -> tuple[DataFrame
     out = sampling.downsample_majority(
         df, keep_fraction=keep, majority=majority, key=spec.features.key, seed=seed
     )
-    return out.where(F.lit(True)), None
+    return out, None
 
 
 def cross_validate(
@@ -551,8 +548,8 @@ def _run_train(
         features_version,
         durations,
         report_dir,
+        tspec.metric,
     )
-    result.winner_metric_name = tspec.metric
     log.info("training done: %s", entry.message)
     return result
 
