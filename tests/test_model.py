@@ -99,6 +99,11 @@ def test_selection_and_pca_keep_names_consistent(spark: SparkSession) -> None:
         f"c={RARE}",
         "c=__unseen__",
     }
+    chi2 = ModelInputSpec.model_validate(
+        {**spec.model_dump(), "select": {"univariate_top_k": 2, "univariate_test": "chi2"}}
+    )
+    chi2_model = Pipeline(stages=build_preprocessing(chi2)).fit(frame(spark))
+    assert len(feature_names(chi2, chi2_model)) == 2
     with_pca = spec.model_copy(update={"pca": {"k": 2}})
     with_pca = ModelInputSpec.model_validate(with_pca.model_dump())
     pca_model = Pipeline(stages=build_preprocessing(with_pca)).fit(frame(spark))

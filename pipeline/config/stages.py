@@ -118,6 +118,9 @@ class SelectSpec(Frozen):
 
     variance_threshold: float | None = Field(None, ge=0.0)
     univariate_top_k: int | None = Field(None, ge=1)  # keep the k best by a univariate test
+    # The test: auto = ANOVA F for a classification label, F-regression for a numeric one;
+    # chi2 treats the features as categorical (counts, indicators, one-hot slots).
+    univariate_test: Literal["auto", "anova", "f_regression", "chi2"] = "auto"
 
 
 class PcaSpec(Frozen):

@@ -207,9 +207,16 @@ def build_preprocessing(
             labelCol=label,
             selectionMode="numTopFeatures",
         )
-        selector.setFeatureType("continuous").setLabelType(
-            "categorical" if classification else "continuous"
-        )
+        test = spec.select.univariate_test
+        if test == "auto":
+            test = "anova" if classification else "f_regression"
+        # MLlib picks the statistical test from the declared feature and label types.
+        feature_type, label_type = {
+            "anova": ("continuous", "categorical"),
+            "f_regression": ("continuous", "continuous"),
+            "chi2": ("categorical", "categorical"),
+        }[test]
+        selector.setFeatureType(feature_type).setLabelType(label_type)
         selector.setSelectionThreshold(spec.select.univariate_top_k)
         stages.append(selector)
         current = "_uni_selected"
