@@ -26,13 +26,7 @@ PROG=spark-cluster.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/daemon.sh"
 
 usage() {  # usage [EXIT] : the synopsis (stdout for --help, stderr for a usage error)
-  local code="${1:-2}"
-  if [[ "$code" == 0 ]]; then
-    sed -n '6,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-  else
-    sed -n '6,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-  fi
-  exit "$code"
+  print_usage "${BASH_SOURCE[0]}" 6 9 "${1:-2}"
 }
 
 [[ $# -ge 1 ]] || usage 2

@@ -102,3 +102,14 @@ java_bin() {
 }
 
 command -v curl >/dev/null || { echo "${PROG:-daemon}: curl is required" >&2; exit 1; }
+
+print_usage() {  # print_usage SCRIPT FIRST LAST EXIT : header lines FIRST..LAST of SCRIPT, then exit
+  local text
+  text="$(sed -n "${2},${3}p" "$1" | sed 's/^# \{0,1\}//')"
+  if [[ "$4" == 0 ]]; then
+    printf '%s\n' "$text"
+  else
+    printf '%s\n' "$text" >&2
+  fi
+  exit "$4"
+}
