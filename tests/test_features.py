@@ -125,6 +125,11 @@ def test_event_label_uses_only_the_future_horizon_and_leaves_unknown_outcomes_nu
             ("r2", "m1", t("2026-01-05 00:00:00")),  # after the failure, next one is 20 days later
             ("r3", "m2", t("2026-01-01 00:00:00")),  # no failure, horizon fully observed: 0
             ("r4", "m2", t("2026-01-28 00:00:00")),  # horizon reaches past what is observed: null
+            (
+                "r5",
+                "m1",
+                t("2026-01-24 00:00:00"),
+            ),  # failure seen, but horizon not fully observed: null
         ],
         "rid STRING, machine STRING, ts TIMESTAMP",
     )
@@ -149,6 +154,7 @@ def test_event_label_uses_only_the_future_horizon_and_leaves_unknown_outcomes_nu
             ("r2", "m1", t("2026-01-05 00:00:00"), 0.0),
             ("r3", "m2", t("2026-01-01 00:00:00"), 0.0),
             ("r4", "m2", t("2026-01-28 00:00:00"), None),
+            ("r5", "m1", t("2026-01-24 00:00:00"), None),
         ],
         "rid STRING, machine STRING, ts TIMESTAMP, label DOUBLE",
     )
@@ -159,7 +165,8 @@ def test_event_label_uses_only_the_future_horizon_and_leaves_unknown_outcomes_nu
         telemetry, failures, spec=rul, key=["rid"], entity="machine", event_time="ts"
     )
     expected_rul = spark.createDataFrame(
-        [("r1", 3.0), ("r2", 20.0), ("r3", 30.0), ("r4", 30.0)], "rid STRING, label DOUBLE"
+        [("r1", 3.0), ("r2", 20.0), ("r3", 30.0), ("r4", 30.0), ("r5", 1.0)],
+        "rid STRING, label DOUBLE",
     )
     assert_df_equality(
         got_rul.select("rid", "label"), expected_rul, ignore_row_order=True, ignore_nullable=True

@@ -146,8 +146,8 @@ def event_label(
 
     `occurs_within`: 1.0 when an event happens in (t, t + within], else 0.0.
     `time_until`: days from t to the next event, capped at the horizon (remaining useful life).
-    A row whose horizon reaches past `observed_until` (what has been seen so far) and that has no
-    event yet gets a null label: its outcome is not known yet, so it must not be trained on.
+    A row whose horizon reaches past `observed_until` (what has been seen so far) gets a null label,
+    with or without an event seen so far: its outcome is censored, so it must not be trained on.
     """
     horizon = duration_seconds(spec.within)
     within = F.expr(f"INTERVAL {horizon} SECONDS")
@@ -171,7 +171,10 @@ def event_label(
     else:
         value = F.coalesce(seconds_until / 86400.0, F.lit(horizon / 86400.0)).cast("double")
     if observed_until is not None:
-        immature = F.col("_next_event").isNull() & (F.col("_t") + within > observed_until)
+        # Censored: the whole horizon is not observed yet. Leave the label unknown even when an event
+        # was already seen, or the latest rows would be labelled only when positive (a biased,
+        # optimistic training and test set).
+        immature = F.col("_t") + within > observed_until
         value = F.when(immature, F.lit(None).cast("double")).otherwise(value)
     labels = nxt.select(*key, value.alias(LABEL))
     return df.join(labels, list(key), "left")
