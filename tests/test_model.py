@@ -35,6 +35,10 @@ SPEC = ModelInputSpec.model_validate(
 )
 
 
+# The vector slots of SPEC on `frame`: numeric, indicators, categories by frequency, unseen bucket.
+ALL_NAMES = ["x", "y", "x__missing", "y__missing", "c=a", "c=b", f"c={RARE}", "c=__unseen__"]
+
+
 def frame(spark: SparkSession) -> DataFrame:
     rows = [
         (float(i), None if i % 4 == 0 else float(i % 3), "a" if i % 2 else "b", float(i % 2))
@@ -66,16 +70,7 @@ def test_feature_names_match_the_vector_and_recover_original_columns(spark: Spar
     assert width is not None
     assert len(names) == width["n"]
     # Categories by frequency (ties alphabetically), then the unseen/null bucket.
-    assert names == [
-        "x",
-        "y",
-        "x__missing",
-        "y__missing",
-        "c=a",
-        "c=b",
-        f"c={RARE}",
-        "c=__unseen__",
-    ]
+    assert names == ALL_NAMES
 
 
 def test_selection_and_pca_keep_names_consistent(spark: SparkSession) -> None:
@@ -89,16 +84,7 @@ def test_selection_and_pca_keep_names_consistent(spark: SparkSession) -> None:
     model = Pipeline(stages=build_preprocessing(spec)).fit(frame(spark))
     names = feature_names(spec, model)
     assert len(names) == 3
-    assert set(names) <= {
-        "x",
-        "y",
-        "x__missing",
-        "y__missing",
-        "c=a",
-        "c=b",
-        f"c={RARE}",
-        "c=__unseen__",
-    }
+    assert set(names) <= set(ALL_NAMES)
     chi2 = ModelInputSpec.model_validate(
         {**spec.model_dump(), "select": {"univariate_top_k": 2, "univariate_test": "chi2"}}
     )

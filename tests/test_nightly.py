@@ -117,6 +117,29 @@ def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Worl
     return World(cfg, tmp)
 
 
+def score_args(world: World, *extra: str) -> list[str]:
+    """`mlpipe score` arguments for the world's pipeline, storage and MLflow store."""
+    args = [
+        "score",
+        "--pipeline",
+        "nt",
+        "--env",
+        "test",
+        "--run-date",
+        str(D1),
+        "--conf-dir",
+        str(world.tmp / "conf"),
+    ]
+    for item in (
+        f"storage.landing={world.tmp / 'landing'}",
+        f"storage.tables={world.tmp / 'tables'}",
+        f"mlflow.tracking_uri=sqlite:///{world.tmp}/mlflow.db",
+        *extra,
+    ):
+        args += ["--set", item]
+    return args
+
+
 def predictions(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     return read_delta(spark, PipelinePaths.of(cfg).predictions).drop("scored_at")
 
@@ -247,27 +270,7 @@ def test_empty_day_is_a_recorded_success(spark: SparkSession, world: World) -> N
 def test_missing_champion_exits_1_with_a_clear_message(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            "score",
-            "--pipeline",
-            "nt",
-            "--env",
-            "test",
-            "--conf-dir",
-            str(world.tmp / "conf"),
-            "--run-date",
-            str(D1),
-            "--set",
-            f"storage.landing={world.tmp / 'landing'}",
-            "--set",
-            f"storage.tables={world.tmp / 'tables'}",
-            "--set",
-            f"mlflow.tracking_uri=sqlite:///{world.tmp}/mlflow.db",
-            "--set",
-            "pipeline.train.model_name=never-trained",
-        ]
-    )
+    code = main(score_args(world, "pipeline.train.model_name=never-trained"))
     assert code == 1
     assert (
         "model 'never-trained' has no champion yet: run `mlpipe train` first"
@@ -311,26 +314,7 @@ def test_scoring_killed_mid_write_then_rerun_leaves_one_complete_set(
 ) -> None:
     paths = PipelinePaths.of(world.cfg)
     expected = predictions(spark, world.cfg).where(F.col("run_date") == D1)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "score",
-        "--pipeline",
-        "nt",
-        "--env",
-        "test",
-        "--run-date",
-        str(D1),
-        "--conf-dir",
-        str(world.tmp / "conf"),
-        "--set",
-        f"storage.landing={world.tmp / 'landing'}",
-        "--set",
-        f"storage.tables={world.tmp / 'tables'}",
-        "--set",
-        f"mlflow.tracking_uri=sqlite:///{world.tmp}/mlflow.db",
-    ]
+    cmd = [sys.executable, "-m", "pipeline", *score_args(world)]
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
