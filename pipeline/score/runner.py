@@ -203,7 +203,7 @@ def _score(
     if version_written is not None:
         entry.table_versions["predictions"] = version_written
 
-    report = _monitor(spark, config, paths, rows, written, run_date, mv.tags)
+    report = _monitor(spark, config, paths, rows, entry.rows_read, written, run_date, mv.tags)
     rows.unpersist()
     entry.metrics.update(report.metrics)
     entry.reconcile()
@@ -221,6 +221,7 @@ def _monitor(
     config: AppConfig,
     paths: PipelinePaths,
     rows: DataFrame,
+    rows_today: int,
     written: DataFrame,
     run_date: dt.date,
     tags: dict[str, str],
@@ -267,7 +268,7 @@ def _monitor(
         feature_psi=feature_psi,
         score_psi=score_psi,
         nulls=monitor.null_rates(rows, numeric + list(spec.model.categorical)),
-        rows_today=rows.count(),
+        rows_today=rows_today,  # counted once, by the ledger
         trailing_mean=trailing,
     )
 
