@@ -73,10 +73,16 @@ def pipeline_status(spark: SparkSession, config: AppConfig) -> str:
             ),
         ]
     if is_delta_table(spark, paths.predictions):
+        table = read_delta(spark, paths.predictions)
+        spec = config.require_pipeline()
+        # Classifiers flag rows; recommenders write k rows per user.
+        if spec.recommend is not None and spec.recommend.user in table.columns:
+            extra, header = F.countDistinct(spec.recommend.user), "users"
+        else:
+            extra, header = F.sum("predicted_label"), "flagged"
         preds = (
-            read_delta(spark, paths.predictions)
-            .groupBy("run_date", "model_version")
-            .agg(F.count(F.lit(1)).alias("n"), F.sum("predicted_label").alias("flagged"))
+            table.groupBy("run_date", "model_version")
+            .agg(F.count(F.lit(1)).alias("n"), extra.alias("extra"))
             .orderBy("run_date")
             .collect()
         )
@@ -84,13 +90,13 @@ def pipeline_status(spark: SparkSession, config: AppConfig) -> str:
             "",
             f"predictions ({paths.predictions}):",
             _table(
-                ["run date", "model version", "rows", "flagged"],
+                ["run date", "model version", "rows", header],
                 [
                     [
                         str(r["run_date"]),
                         r["model_version"],
                         f"{r['n']:,}",
-                        f"{int(r['flagged'] or 0):,}",
+                        f"{int(r['extra'] or 0):,}",
                     ]
                     for r in preds
                 ],

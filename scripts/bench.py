@@ -38,6 +38,7 @@ from benchlib.report import SCALED, Rep, ReportInput, render_report, scaled_rows
 SCRIPT = Path(__file__).resolve()
 NAMES = (
     "train_ours",
+    "train_ours_halving",
     "train_naive_mllib",
     "train_sklearn",
     "train_gbt_ours",

@@ -205,3 +205,46 @@ def test_cli_usage_error_exits_2() -> None:
     result = run_cli("ingest", "--run-date", "2026-13-45", "--pipeline", "fraud")
     assert result.returncode == 2
     assert "not a date in YYYY-MM-DD form" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "phrase"),
+    [
+        # ALS in a classification pipeline
+        (
+            "algorithm: logistic_regression",
+            "algorithm: als",
+            "pipeline.train.candidates.0.algorithm",
+            "algorithm 'als' does not apply to a binary_classification task",
+        ),
+        # a ranking metric for a classifier
+        (
+            "metric: areaUnderPR ",
+            "metric: ndcg_at_k ",
+            "pipeline.train.metric",
+            "'ndcg_at_k' does not apply",
+        ),
+    ],
+)
+def test_algorithm_and_metric_must_fit_the_task(
+    conf: Path, old: str, new: str, key: str, phrase: str
+) -> None:
+    spec = conf / "base" / "pipelines" / "fraud.yml"
+    text = spec.read_text()
+    assert old in text
+    spec.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load_config("fraud", env="test", conf_dir=conf)
+    assert (err.value.file, err.value.key) == (str(spec), key)
+    assert phrase in str(err.value)
+
+
+def test_recommendation_needs_its_recommend_section(conf: Path) -> None:
+    spec = conf / "base" / "pipelines" / "recommendation.yml"
+    text = spec.read_text()
+    start = text.index("recommend:\n")
+    spec.write_text(text[:start] + text[text.index("train:\n") :])
+    with pytest.raises(ConfigError) as err:
+        load_config("recommendation", env="test", conf_dir=conf)
+    assert (err.value.file, err.value.key) == (str(spec), "pipeline.recommend")
+    assert "needs a `recommend` section" in str(err.value)

@@ -13,6 +13,7 @@ import mlflow
 import pytest
 from chispa import assert_approx_df_equality
 from mlflow import MlflowClient
+from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
@@ -20,10 +21,28 @@ from pyspark.sql import functions as F
 from pipeline.config import AppConfig
 from pipeline.features.transforms import LABEL
 from pipeline.io.delta import read_delta
-from pipeline.model.registry import CHAMPION, gate_and_promote, load_champion, log_and_register
+from pipeline.model import bootstrap
+from pipeline.model.evaluate import score_histogram, selection_metric
+from pipeline.model.registry import (
+    CHAMPION,
+    GateDecision,
+    GateInputs,
+    gate_and_promote,
+    load_champion,
+    log_and_register,
+)
+from pipeline.model.sampling import with_folds
 from pipeline.paths import PipelinePaths
 from pipeline.tracking import configure_mlflow, ensure_experiment
-from pipeline.train.runner import TrainResult, fit_final, run_train, split, training_data
+from pipeline.train.runner import (
+    TrainResult,
+    cross_validate,
+    fit_final,
+    pick_winner,
+    run_train,
+    split,
+    training_data,
+)
 from tests.helpers import make_config
 
 RUN_DATE = dt.date(2026, 1, 10)
@@ -194,8 +213,7 @@ def test_degraded_model_trained_on_shuffled_labels_is_never_promoted(
             "sel-model",
             version,
             degraded,
-            test,
-            metric="areaUnderPR",
+            GateInputs("areaUnderPR", lambda m: selection_metric(m.transform(test), "areaUnderPR")),
             margin=0.0,
             higher_is_better=True,
         )
@@ -255,3 +273,112 @@ def test_report_files_are_written(trained: Trained, tmp_path: Path) -> None:
         "pr_curve.png",
     }
     assert "Winner:** trees" in (report / "summary.md").read_text()
+
+
+HALVING_SPEC = (
+    SPEC.replace("name: sel", "name: halv")
+    .replace("grid: {regParam: [0.0, 0.1]}", "grid: {regParam: [0.0, 0.01, 0.1, 1.0]}")
+    .replace(
+        "params: {maxIter: 15, maxDepth: 3}}", "params: {maxIter: 15}, grid: {maxDepth: [2, 3]}}"
+    )
+    + "  search: {kind: halving, factor: 3, min_fraction: 0.1}\n"
+)
+
+
+def test_successive_halving_finds_the_full_grid_winner_on_fewer_rows(
+    spark: SparkSession, trained: Trained, tmp_path: Path
+) -> None:
+    halving = make_config(tmp_path, HALVING_SPEC, name="halv")
+    grid = make_config(
+        tmp_path / "grid", HALVING_SPEC.replace("kind: halving", "kind: grid"), name="halv"
+    )
+    data = training_data(spark, trained.cfg, run_date=RUN_DATE, version=0)
+    train, _ = split(spark, trained.cfg, data)
+    folded = with_folds(train, key=["id"], folds=2, seed=5, label=LABEL).persist()
+    full = cross_validate(spark, grid, folded)
+    halved = cross_validate(spark, halving, folded)
+    folded.unpersist()
+
+    # 6 points: all on a third of each fold's training rows, the best 2 on all rows.
+    assert sorted(r.fraction for r in halved) == [1 / 3] * 4 + [1.0] * 2
+    assert all(len(r.rungs) == (2 if r.fraction == 1.0 else 1) for r in halved)
+    work = sum(f for r in halved for f, _ in r.rungs)
+    assert work == pytest.approx(6 / 3 + 2)
+    assert work < len(full)
+    best_full, best_halved = pick_winner(full, "areaUnderPR"), pick_winner(halved, "areaUnderPR")
+    assert (best_halved.candidate, best_halved.params) == (best_full.candidate, best_full.params)
+    assert best_halved.candidate == "trees"
+    # The last rung is the full grid's computation for the survivors: the same fold metrics.
+    assert best_halved.fold_metrics == pytest.approx(best_full.fold_metrics, abs=1e-12)
+
+
+def test_bootstrap_gate_promotes_a_clear_gain_and_refuses_noise(
+    spark: SparkSession, trained: Trained
+) -> None:
+    cfg = trained.cfg
+    train, test = split(spark, cfg, training_data(spark, cfg, run_date=RUN_DATE, version=0))
+    shuffled = train.withColumn(LABEL, F.when(F.rand(3) < 0.5, 1.0).otherwise(0.0)).persist()
+
+    def inputs(metric: str) -> GateInputs:
+        return GateInputs(
+            metric,
+            lambda m: selection_metric(m.transform(test), metric),
+            lambda a, b: bootstrap.supervised_gains(
+                a.transform(test),
+                b.transform(test),
+                key=["id"],
+                metric=metric,
+                replicates=60,
+                seed=5,
+            ),
+        )
+
+    good = fit_final(cfg, train, trained.first.winner)
+    degraded = fit_final(cfg, shuffled, trained.first.winner)
+    experiment_id = ensure_experiment(cfg.mlflow, "sel")
+
+    def register(model: PipelineModel, name: str) -> str:
+        # One run per logged model, as in training: a run's "model" artifact holds one model.
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"bootstrap {name}"):
+            return log_and_register(spark, model, test, name=name, threshold=0.5, tags={})
+
+    def gate_good_over_degraded(name: str, margin: float) -> GateDecision:
+        first = register(degraded, name)
+        opening = gate_and_promote(
+            name, first, degraded, inputs("areaUnderPR"), margin=0.0, higher_is_better=True
+        )
+        assert opening.promoted  # the first model, whatever it is
+        return gate_and_promote(
+            name,
+            register(good, name),
+            good,
+            inputs("areaUnderPR"),
+            margin=margin,
+            higher_is_better=True,
+        )
+
+    clear = gate_good_over_degraded("boot-clear", 0.05)
+    assert clear.challenger_metric is not None
+    assert clear.champion_metric is not None
+    assert clear.gain_lower_bound is not None
+    point = clear.challenger_metric - clear.champion_metric
+    # A margin between the bound and the point gain: the point gain alone would promote.
+    unsure = gate_good_over_degraded("boot-unsure", (clear.gain_lower_bound + point) / 2)
+    assert clear.promoted
+    assert 0.05 < clear.gain_lower_bound < point
+    assert "95% lower bound of the gain" in clear.reason
+    assert not unsure.promoted
+    assert unsure.gain_lower_bound == clear.gain_lower_bound  # same replicates, same seed
+    assert str(MlflowClient().get_model_version_by_alias("boot-unsure", CHAMPION).version) == "1"
+
+
+def test_histogram_areas_match_mllib_within_bin_resolution(
+    spark: SparkSession, trained: Trained
+) -> None:
+    cfg = trained.cfg
+    _, test = split(spark, cfg, training_data(spark, cfg, run_date=RUN_DATE, version=0))
+    champion, _, _ = load_champion("sel-model")
+    predictions = champion.transform(test)
+    hist = score_histogram(predictions)
+    for metric in ("areaUnderROC", "areaUnderPR"):
+        assert hist.area(metric) == pytest.approx(selection_metric(predictions, metric), abs=5e-3)

@@ -14,3 +14,12 @@ class Frozen(BaseModel):
 
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class KeyedError(ValueError):
+    """A validation error about a key below the model that raised it (`key` is a dotted path
+    relative to that model), so the message can name the file and the exact key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from pipeline.config.base import KeyedError
 from pipeline.config.models import AppConfig
 from pipeline.errors import ConfigError
 
@@ -58,11 +59,17 @@ class _Layered:
     def origin_of(self, path: Sequence[str | int]) -> str | None:
         """File that set `path`, or the nearest enclosing key that has one."""
         parts = tuple(str(p) for p in path)
-        for end in range(len(parts), -1, -1):
+        for end in range(len(parts), 0, -1):
             found = self.origin.get(parts[:end])
             if found is not None:
                 return found
-        return None
+            # A section only its keys were recorded for (e.g. a missing key of `pipeline`): the
+            # first file that set anything in it.
+            prefix = parts[:end]
+            found = next((f for k, f in self.origin.items() if k[:end] == prefix), None)
+            if found is not None:
+                return found
+        return self.origin.get(())
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -248,6 +255,9 @@ def _to_config_error(exc: ValidationError, layered: _Layered) -> ConfigError:
     problems: list[tuple[str, str, str]] = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = [str(p) for p in err["loc"]]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, KeyedError):
+            loc += cause.key.split(".")
         key = ".".join(loc) or "(top level)"
         message = err["msg"]
         if err["type"] == "extra_forbidden":

@@ -13,12 +13,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
-from pipeline.config.base import Frozen, Identifier
+from pipeline.config.base import Frozen, Identifier, KeyedError
 from pipeline.config.stages import (
+    CLASSIFICATION_METRICS,
+    RANKING_METRICS,
+    REGRESSION_METRICS,
     FeatureSpec,
     ModelInputSpec,
     MonitorSpec,
     NightlySpec,
+    RecommendSpec,
     ScoreSpec,
     TrainSpec,
 )
@@ -226,6 +230,7 @@ class PipelineSpec(Frozen):
     tables: TablesSpec = Field(default_factory=TablesSpec)
     features: FeatureSpec | None = None
     model: ModelInputSpec | None = None
+    recommend: RecommendSpec | None = None
     train: TrainSpec | None = None
     score: ScoreSpec = Field(default_factory=ScoreSpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
@@ -250,7 +255,42 @@ class PipelineSpec(Frozen):
                 )
         if self.train is not None and self.features is None:
             raise ValueError("a train section needs a features section")
+        if self.train is not None:
+            self._check_task(self.train)
         return self
+
+    def _check_task(self, train: TrainSpec) -> None:
+        # Algorithms and metrics must fit the task: caught here, before Spark starts.
+        ranking = self.task == "recommendation"
+        allowed = {
+            "binary_classification": CLASSIFICATION_METRICS,
+            "regression": REGRESSION_METRICS,
+            "recommendation": RANKING_METRICS,
+        }[self.task]
+        for where, metric in (
+            ("train.metric", train.metric),
+            ("train.gate.metric", train.gate.metric),
+        ):
+            if metric is not None and metric not in allowed:
+                raise KeyedError(
+                    where,
+                    f"'{metric}' does not apply to a {self.task} task "
+                    f"(choose one of {', '.join(allowed)})",
+                )
+        for i, c in enumerate(train.candidates):
+            if (c.algorithm == "als") != ranking:
+                raise KeyedError(
+                    f"train.candidates.{i}.algorithm",
+                    f"candidate '{c.name}': algorithm '{c.algorithm}' does not apply to a "
+                    f"{self.task} task"
+                    + (" (recommendation candidates use als)" if ranking else ""),
+                )
+        if ranking and self.recommend is None:
+            raise KeyedError(
+                "recommend", "a recommendation task needs a `recommend` section (user, item)"
+            )
+        if not ranking and self.model is None:
+            raise KeyedError("model", "a train section needs a `model` section (its input columns)")
 
     def source(self, name: str | None = None) -> SourceSpec:
         """A source by name; the first declared one (the primary events) by default."""

@@ -205,6 +205,54 @@ class CandidateSpec(Frozen):
         return self
 
 
+Metric = Literal[
+    "areaUnderPR",
+    "areaUnderROC",
+    "f1",
+    "accuracy",
+    "rmse",
+    "mae",
+    "r2",
+    "ndcg_at_k",
+    "map_at_k",
+    "precision_at_k",
+    "recall_at_k",
+]
+CLASSIFICATION_METRICS = ("areaUnderPR", "areaUnderROC", "f1", "accuracy")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+RANKING_METRICS = ("ndcg_at_k", "map_at_k", "precision_at_k", "recall_at_k")
+
+
+class SearchSpec(Frozen):
+    """How the grid is searched: every point on all rows, or successive halving.
+
+    Halving evaluates every grid point on a `min_fraction` sample of each fold's training rows,
+    keeps the best 1/`factor` of them, and repeats on `factor` times more rows until the survivors
+    are evaluated on all rows; only those compete for the win.
+    """
+
+    kind: Literal["grid", "halving"] = "grid"
+    factor: int = Field(3, ge=2, le=10)
+    min_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+
+
+class RecommendSpec(Frozen):
+    """Recommendation: which feature columns are the user, the item and the interaction strength.
+
+    Interactions are summed per (user, item) pair over the training window; the sum (log1p-
+    compressed by default, so a few heavy repeats do not drown everything else) is ALS's implicit
+    rating. Recommendations leave out items the user already interacted with when `exclude_seen`.
+    """
+
+    user: Identifier
+    item: Identifier
+    strength: Identifier = "label"
+    transform: Literal["log1p", "none"] = "log1p"
+    exclude_seen: bool = True
+    # Seen items are filtered after ALS ranks: it is asked for top_k + this many items per user.
+    max_seen: int = Field(200, ge=0)
+
+
 class ThresholdSpec(Frozen):
     """How the decision threshold is chosen (on cross-validation predictions, never on test)."""
 
@@ -216,24 +264,18 @@ class ThresholdSpec(Frozen):
 class GateSpec(Frozen):
     """Champion/challenger: promote only when the new model beats the champion by `margin`."""
 
-    metric: str | None = None  # default: the selection metric
+    metric: Metric | None = None  # default: the selection metric
     margin: float = Field(0.0, ge=0.0)
+    # Paired bootstrap over the test rows (users for recommendation): with bootstrap > 0, the
+    # lower confidence bound of the gain, not just the gain, must exceed the margin.
+    bootstrap: int = Field(0, ge=0, le=2000)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
 class TrainSpec(Frozen):
     """Model selection and evaluation."""
 
-    metric: Literal[
-        "areaUnderPR",
-        "areaUnderROC",
-        "f1",
-        "accuracy",
-        "rmse",
-        "mae",
-        "r2",
-        "ndcg_at_k",
-        "map_at_k",
-    ] = "areaUnderPR"
+    metric: Metric = "areaUnderPR"
     folds: int = Field(3, ge=2, le=20)
     parallelism: int = Field(1, ge=1, le=64)
     seed: int = 42
@@ -242,6 +284,7 @@ class TrainSpec(Frozen):
     rebalance: RebalanceSpec = Field(default_factory=RebalanceSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
     top_k: int = Field(10, ge=1)  # for ranking metrics
     model_name: str | None = None  # registry name; default mlpipe-<pipeline>
 

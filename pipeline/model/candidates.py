@@ -48,8 +48,31 @@ def make_estimator(
         NaiveBayes,
         RandomForestClassifier,
     )
+    from pyspark.ml.recommendation import ALS
     from pyspark.ml.regression import GBTRegressor, LinearRegression, RandomForestRegressor
 
+    if candidate.algorithm == "als":
+        from pipeline.model.ranking import ITEM_INDEX, RATING, USER_INDEX
+
+        # Implicit feedback by default (views, carts, purchases); users and items unknown to
+        # the model are dropped from predictions rather than scored NaN.
+        estimator = ALS(
+            userCol=USER_INDEX,
+            itemCol=ITEM_INDEX,
+            ratingCol=RATING,
+            implicitPrefs=True,
+            coldStartStrategy="drop",
+            seed=seed,
+        )
+        # ALS splits users and items into 10 blocks each by default, whatever the cluster: on a
+        # few cores that is mostly task overhead. One block per core (set explicitly to override).
+        from pyspark.sql import SparkSession
+
+        session = SparkSession.getActiveSession()
+        if session is not None:
+            blocks = max(1, session.sparkContext.defaultParallelism)
+            estimator.setNumUserBlocks(blocks).setNumItemBlocks(blocks)
+        return _set_params(estimator, candidate, params, where, "ALS")
     classes = {
         "logistic_regression": LogisticRegression,
         "random_forest": RandomForestClassifier,
@@ -74,11 +97,17 @@ def make_estimator(
         estimator.setSeed(seed)
     if weight_col and candidate.algorithm in _WEIGHTED:
         estimator.setWeightCol(weight_col)
+    return _set_params(estimator, candidate, params, where, cls.__name__)
+
+
+def _set_params(
+    estimator: Any, candidate: CandidateSpec, params: dict[str, Any], where: str, cls_name: str
+) -> Any:
     for name, value in params.items():
         if not estimator.hasParam(name):
             known = ", ".join(sorted(p.name for p in estimator.params))
             raise ConfigError(
-                f"'{name}' is not a parameter of {cls.__name__} (known: {known})",
+                f"'{name}' is not a parameter of {cls_name} (known: {known})",
                 key=f"{where}.{candidate.name}.{name}",
             )
         estimator.set(estimator.getParam(name), value)

@@ -6,6 +6,7 @@ a confusion matrix); predictions are never collected to the driver.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ HIGHER_IS_BETTER = {
     "r2": True,
     "ndcg_at_k": True,
     "map_at_k": True,
+    "precision_at_k": True,
+    "recall_at_k": True,
 }
 
 
@@ -86,6 +89,16 @@ class Histogram:
             roc.append((fp / neg if neg else 0.0, tp / pos if pos else 0.0))
             pr.append((tp / pos if pos else 0.0, tp / (tp + fp) if tp + fp else 1.0))
         return roc, pr
+
+    def area(self, metric: str) -> float:
+        """Area under the ROC ("areaUnderROC") or precision-recall curve, by trapezoids."""
+        roc, pr = self.curves()
+        if metric == "areaUnderROC":
+            points = [*roc, (1.0, 1.0)]
+        else:
+            # MLlib's convention: the curve starts at recall 0 with the first precision.
+            points = [(0.0, pr[0][1]), *pr] if pr else [(0.0, 1.0)]
+        return sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in itertools.pairwise(points))
 
     def calibration(self, buckets: int = 10) -> list[tuple[float, float, float]]:
         """(mean predicted score, observed positive rate, rows) per score bucket."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import RunError
-from pipeline.model.evaluate import selection_metric
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -29,6 +29,21 @@ class GateDecision:
     challenger_metric: float | None = None
     champion_metric: float | None = None
     champion_version: str | None = None
+    gain_lower_bound: float | None = None  # with a bootstrap: the gain's lower confidence bound
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """How the gate measures a model on the held-out test set.
+
+    `score` gives a model's metric on the whole test set; `bootstrap_gains`, when set, gives the
+    challenger's gain over the champion on each paired bootstrap replicate of that set (signed so
+    that positive is better).
+    """
+
+    metric: str
+    score: Callable[[PipelineModel], float]
+    bootstrap_gains: Callable[[PipelineModel, PipelineModel], list[float]] | None = None
 
 
 def pip_requirements() -> list[str]:
@@ -124,24 +139,26 @@ def gate_and_promote(
     name: str,
     version: str,
     challenger: PipelineModel,
-    test_df: DataFrame,
+    inputs: GateInputs,
     *,
-    metric: str,
     margin: float,
     higher_is_better: bool,
+    confidence: float = 0.95,
 ) -> GateDecision:
     """Score challenger and champion on the whole same test set (by Spark); move the alias only
-    when the challenger is better by more than `margin`. The first model is promoted."""
+    when the challenger is better by more than `margin` (and, with a bootstrap, when the lower
+    confidence bound of its gain is too). The first model is promoted."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
+    metric = inputs.metric
     current = champion_version(name)
-    challenger_metric = selection_metric(challenger.transform(test_df), metric)
+    challenger_metric = inputs.score(challenger)
     if current is None:
         decision = GateDecision(True, "first model: no champion yet", challenger_metric)
     else:
         champion, _, _ = load_champion(name)
-        champion_metric = selection_metric(champion.transform(test_df), metric)
+        champion_metric = inputs.score(champion)
         gain = (
             challenger_metric - champion_metric
             if higher_is_better
@@ -152,7 +169,18 @@ def gate_and_promote(
             f"{metric} {challenger_metric:.4f} vs champion v{current} {champion_metric:.4f} "
             f"(gain {gain:+.4f}, margin {margin})"
         )
-        decision = GateDecision(promoted, reason, challenger_metric, champion_metric, current)
+        lower = None
+        if inputs.bootstrap_gains is not None:
+            gains = inputs.bootstrap_gains(challenger, champion)
+            lower = lower_bound(gains, confidence)
+            promoted = promoted and lower > margin
+            reason += (
+                f"; {confidence:.0%} lower bound of the gain {lower:+.4f} "
+                f"over {len(gains)} bootstrap replicates"
+            )
+        decision = GateDecision(
+            promoted, reason, challenger_metric, champion_metric, current, lower
+        )
     if decision.promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(
@@ -163,3 +191,12 @@ def gate_and_promote(
     )
     log.info("gate for %s v%s: %s", name, version, decision.reason)
     return decision
+
+
+def lower_bound(gains: list[float], confidence: float) -> float:
+    """The one-sided lower percentile bound of bootstrap gains (-inf without replicates)."""
+    if not gains:
+        return float("-inf")
+    ordered = sorted(gains)
+    index = min(len(ordered) - 1, max(0, int((1.0 - confidence) * len(ordered))))
+    return ordered[index]

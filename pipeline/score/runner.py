@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config.models import AppConfig
 from pipeline.errors import RunError
@@ -25,6 +26,8 @@ from pipeline.score import monitor
 from pipeline.train.runner import model_name
 
 if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from pyspark.ml import PipelineModel
     from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -118,21 +121,19 @@ def _score(
     run_date: dt.date,
     entry: LedgerEntry,
 ) -> None:
-    from mlflow import MlflowClient
     from pyspark.sql import functions as F
 
     from pipeline.io.delta import append_idempotent
 
     spec = config.require_pipeline()
+    if spec.task == "recommendation":
+        _score_recommendations(spark, config, paths, run_date, entry)
+        return
     if spec.model is None or spec.features is None:
         raise RunError("scoring needs the `features` and `model` sections")
-    if not is_delta_table(spark, paths.features):
-        raise RunError(f"no feature table at {paths.features}: run `mlpipe features` first")
-    name = model_name(config)
-    model, version, threshold = load_champion(name)
-    mv = MlflowClient().get_model_version(name, version)
-    features_version = table_version(spark, paths.features)
-    assert features_version is not None
+    champ = _champion(spark, config, paths)
+    name, model, version, threshold = champ.name, champ.model, champ.version, champ.threshold
+    mv, features_version = champ.mv, champ.features_version
     rows = read_delta(spark, paths.features, features_version).where(
         F.col(EVENT_DATE) == F.lit(run_date)
     )
@@ -147,12 +148,7 @@ def _score(
             keys.append(extra)
 
     rows = rows.persist()
-    entry.rows_read = rows.count()
-    entry.table_versions["features"] = features_version
-    entry.metrics["model_version"] = float(version)
-    if entry.rows_read == 0:
-        rows.unpersist()
-        entry.finish(NOOP, f"no feature rows for {run_date}")
+    if _nothing_today(entry, rows, champ, f"no feature rows for {run_date}"):
         return
 
     # NaN or infinite inputs cannot be imputed meaningfully: quarantine those rows with a reason.
@@ -216,6 +212,150 @@ def _score(
     entry.finish(message="; ".join(report.warnings) or None)
 
 
+@dataclass(frozen=True)
+class _Champion:
+    name: str
+    model: PipelineModel
+    version: str
+    threshold: float | None
+    mv: ModelVersion
+    features_version: int
+
+
+def _champion(spark: SparkSession, config: AppConfig, paths: PipelinePaths) -> _Champion:
+    """The champion model (native Spark) and the feature table's current version."""
+    from mlflow import MlflowClient
+
+    if not is_delta_table(spark, paths.features):
+        raise RunError(f"no feature table at {paths.features}: run `mlpipe features` first")
+    name = model_name(config)
+    model, version, threshold = load_champion(name)
+    mv = MlflowClient().get_model_version(name, version)
+    features_version = table_version(spark, paths.features)
+    assert features_version is not None
+    return _Champion(name, model, version, threshold, mv, features_version)
+
+
+def _nothing_today(entry: LedgerEntry, today: DataFrame, champ: _Champion, empty: str) -> bool:
+    """Count the run date's (cached) rows into the ledger; finish as a no-op when there are none."""
+    entry.rows_read = today.count()
+    entry.table_versions["features"] = champ.features_version
+    entry.metrics["model_version"] = float(champ.version)
+    if entry.rows_read == 0:
+        today.unpersist()
+        entry.finish(NOOP, empty)
+        return True
+    return False
+
+
+def _score_recommendations(
+    spark: SparkSession,
+    config: AppConfig,
+    paths: PipelinePaths,
+    run_date: dt.date,
+    entry: LedgerEntry,
+) -> None:
+    """Top-k recommendations for every user active on the run date, seen items left out.
+
+    One prediction row per (user, rank). Users the champion has never seen cannot get ALS
+    recommendations: they are counted as dropped (cold start), with their number in the ledger.
+    """
+    from pyspark.sql import functions as F
+
+    from pipeline.model import ranking
+
+    spec = config.require_pipeline()
+    assert spec.recommend is not None
+    assert spec.features is not None
+    r = spec.recommend
+    k = spec.train.top_k if spec.train else 10
+    champ = _champion(spark, config, paths)
+    name, model, version = champ.name, champ.model, champ.version
+    mv, features_version = champ.mv, champ.features_version
+    table = read_delta(spark, paths.features, features_version)
+    users = table.where(F.col(EVENT_DATE) == F.lit(run_date)).select(r.user).distinct().persist()
+    if _nothing_today(entry, users, champ, f"no interactions on {run_date}"):
+        return
+    first = run_date - dt.timedelta(days=spec.nightly.train_lookback_days - 1)
+    seen = (
+        table.where((F.col(EVENT_DATE) >= F.lit(first)) & (F.col(EVENT_DATE) <= F.lit(run_date)))
+        .join(users, r.user, "left_semi")
+        .select(r.user, r.item)
+        .distinct()
+        .persist()
+    )
+    n = ranking.fetch_size(seen, users, k, r)
+    ranked = ranking.top_k(ranking.recommend(model, users, n, r), seen, k, r)
+    predictions = ranked.select(
+        r.user,
+        F.col(ranking.RANK).cast("int").alias("rank"),
+        r.item,
+        F.col(ranking.SCORE).alias("score"),
+        F.lit(name).alias("model_name"),
+        F.lit(version).alias("model_version"),
+        F.lit(mv.run_id or "").alias("mlflow_run_id"),
+        F.lit(features_version).cast("long").alias("features_version"),
+        F.current_timestamp().alias("scored_at"),
+        F.lit(run_date).cast("date").alias(RUN_DATE),
+    )
+    log.info("writing recommendations for %s", run_date)
+    write_predictions(predictions, paths.predictions, run_date)
+    written = read_delta(spark, paths.predictions).where(F.col(RUN_DATE) == F.lit(run_date))
+    stats = written.agg(
+        F.countDistinct(r.user).alias("users"), F.countDistinct(r.item).alias("items")
+    ).first()
+    assert stats is not None
+    entry.rows_accepted = int(stats["users"])
+    entry.rows_dropped = entry.rows_read - entry.rows_accepted
+    version_written = table_version(spark, paths.predictions)
+    if version_written is not None:
+        entry.table_versions["predictions"] = version_written
+    entry.reconcile()
+    item_indexer: Any = model.stages[1]
+    catalogue = len(item_indexer.labels)
+    report = monitor.assess(
+        spec.monitor,
+        feature_psi={},
+        score_psi=None,
+        nulls={},
+        rows_today=entry.rows_read,
+        trailing_mean=_trailing_rows(spark, paths, run_date),
+    )
+    report.metrics["cold_start_users"] = float(entry.rows_dropped)
+    report.metrics["catalogue_coverage"] = int(stats["items"]) / max(1, catalogue)
+    users.unpersist()
+    seen.unpersist()
+    entry.metrics.update(report.metrics)
+    _log_monitoring(config, run_date, report, name, version)
+    message = [f"{entry.rows_dropped} user(s) unknown to the model (cold start)"] * bool(
+        entry.rows_dropped
+    )
+    entry.finish(message="; ".join(message + report.warnings) or None)
+
+
+def _trailing_rows(spark: SparkSession, paths: PipelinePaths, run_date: dt.date) -> float | None:
+    """Mean rows read by the last 7 successful scoring runs before the run date."""
+    from pyspark.sql import functions as F
+
+    if not is_delta_table(spark, paths.audit):
+        return None
+    prior = (
+        read_audit(spark, paths.audit)
+        .where(
+            (F.col("stage") == "score")
+            & (F.col("status") == "succeeded")
+            & (F.col("run_date") < F.lit(run_date))
+        )
+        .groupBy("run_date")
+        .agg(F.max("rows_read").alias("n"))
+        .orderBy(F.col("run_date").desc())
+        .limit(7)
+        .agg(F.avg("n"))
+        .first()
+    )
+    return float(prior[0]) if prior is not None and prior[0] is not None else None
+
+
 def _monitor(
     spark: SparkSession,
     config: AppConfig,
@@ -246,23 +386,7 @@ def _monitor(
     score_psi = None
     if earlier.limit(1).count():
         score_psi = monitor.psi_by_column(earlier, written, ["score"])["score"]
-    trailing = None
-    if is_delta_table(spark, paths.audit):
-        prior = (
-            read_audit(spark, paths.audit)
-            .where(
-                (F.col("stage") == "score")
-                & (F.col("status") == "succeeded")
-                & (F.col("run_date") < F.lit(run_date))
-            )
-            .groupBy("run_date")
-            .agg(F.max("rows_read").alias("n"))
-            .orderBy(F.col("run_date").desc())
-            .limit(7)
-            .agg(F.avg("n"))
-            .first()
-        )
-        trailing = float(prior[0]) if prior is not None and prior[0] is not None else None
+    trailing = _trailing_rows(spark, paths, run_date)
     return monitor.assess(
         spec.monitor,
         feature_psi=feature_psi,

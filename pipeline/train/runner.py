@@ -17,12 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pipeline.config.models import AppConfig
 from pipeline.config.stages import CandidateSpec, TrainSpec
@@ -30,7 +32,7 @@ from pipeline.errors import ConfigError, RunError
 from pipeline.features.transforms import EVENT_DATE, LABEL
 from pipeline.io.audit import LedgerEntry, audited
 from pipeline.io.delta import is_delta_table, read_delta, table_version
-from pipeline.model import sampling
+from pipeline.model import bootstrap, sampling
 from pipeline.model.candidates import grid_points, make_estimator, model_summary
 from pipeline.model.evaluate import (
     HIGHER_IS_BETTER,
@@ -45,7 +47,7 @@ from pipeline.model.evaluate import (
     selection_metric,
 )
 from pipeline.model.preprocess import build_preprocessing, choose_pca_k, feature_names
-from pipeline.model.registry import GateDecision, gate_and_promote, log_and_register
+from pipeline.model.registry import GateDecision, GateInputs, gate_and_promote, log_and_register
 from pipeline.model.report import render_report, write_report
 from pipeline.paths import PipelinePaths
 from pipeline.tracking import ensure_experiment
@@ -67,6 +69,10 @@ class GridResult:
     params: dict[str, Any]
     fold_metrics: list[float] = field(default_factory=list)
     histogram: Histogram | None = None
+    # Successive halving: the share of each fold's training rows of the last rung this point was
+    # evaluated on (1.0 = all rows), and its mean metric at every rung it reached.
+    fraction: float = 1.0
+    rungs: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -121,9 +127,10 @@ class TrainResult:
 
 def _train_spec(config: AppConfig) -> TrainSpec:
     spec = config.require_pipeline()
-    if spec.train is None or spec.model is None or spec.features is None:
+    inputs = "recommend" if spec.task == "recommendation" else "model"
+    if spec.train is None or spec.features is None or getattr(spec, inputs) is None:
         raise ConfigError(
-            "training needs the `features`, `model` and `train` sections", key="pipeline.train"
+            f"training needs the `features`, `{inputs}` and `train` sections", key="pipeline.train"
         )
     return spec.train
 
@@ -189,42 +196,47 @@ def rebalance(df: DataFrame, config: AppConfig, *, seed: int) -> tuple[DataFrame
     return out, None
 
 
-def cross_validate(
-    spark: SparkSession, config: AppConfig, folded: DataFrame, *, pca_k: int | None = None
-) -> list[GridResult]:
-    """Every grid point of every candidate on every fold (preprocessing fitted per fold)."""
+# A fold's evaluator: fitted on the fold's training rows, it scores one grid point on the fold's
+# validation rows (metric, and the score histogram for classifiers); `release` frees its caches.
+FoldEvaluator: TypeAlias = "Callable[[GridResult], tuple[float, Histogram | None]]"
+FoldPreparer: TypeAlias = (
+    "Callable[[DataFrame, DataFrame, int], tuple[FoldEvaluator, Callable[[], None]]]"
+)
+
+
+def halving_fractions(points: int, factor: int, min_fraction: float) -> list[float]:
+    """Shares of the training rows per rung: 1/factor^(R-1), ..., 1/factor, 1 with
+    R = floor(log_factor(points)) + 1 rungs, floored at `min_fraction`."""
+    rungs = 1
+    while factor**rungs <= points:
+        rungs += 1
+    fractions = {max(min_fraction, float(factor) ** (i - rungs + 1)) for i in range(rungs)}
+    return sorted(fractions | {1.0})
+
+
+def supervised_preparer(config: AppConfig, *, pca_k: int | None = None) -> FoldPreparer:
+    """Per fold: fit preprocessing once on the fold's training rows and cache the vectors."""
     from pyspark.ml import Pipeline
-    from pyspark.sql import functions as F
 
     spec = config.require_pipeline()
     tspec = _train_spec(config)
     assert spec.model is not None
+    model_spec = spec.model
     classification = spec.task == "binary_classification"
-    results = [
-        GridResult(c.name, c.algorithm, i, params)
-        for c in tspec.candidates
-        for i, params in enumerate(grid_points(c))
-    ]
     by_candidate: dict[str, CandidateSpec] = {c.name: c for c in tspec.candidates}
-    for fold in range(tspec.folds):
-        started = time.monotonic()
-        fold_train, weight_col = rebalance(
-            folded.where(F.col(sampling.FOLD) != fold), config, seed=tspec.seed + fold
-        )
-        fold_valid = folded.where(F.col(sampling.FOLD) == fold)
+
+    def prepare(
+        fold_train: DataFrame, fold_valid: DataFrame, fold: int
+    ) -> tuple[FoldEvaluator, Callable[[], None]]:
+        fold_train, weight_col = rebalance(fold_train, config, seed=tspec.seed + fold)
         prep = Pipeline(
-            stages=build_preprocessing(spec.model, classification=classification, pca_k=pca_k)
+            stages=build_preprocessing(model_spec, classification=classification, pca_k=pca_k)
         ).fit(fold_train)
         keep = ["features", LABEL] + ([weight_col] if weight_col else [])
         tr = prep.transform(fold_train).select(*keep).persist()
         va = prep.transform(fold_valid).select("features", LABEL).persist()
 
-        def evaluate(
-            result: GridResult,
-            tr: DataFrame = tr,
-            va: DataFrame = va,
-            weight_col: str | None = weight_col,
-        ) -> None:
+        def evaluate(result: GridResult) -> tuple[float, Histogram | None]:
             estimator = make_estimator(
                 by_candidate[result.candidate],
                 result.params,
@@ -232,31 +244,114 @@ def cross_validate(
                 weight_col=weight_col,
             )
             predictions = estimator.fit(tr).transform(va)
-            result.fold_metrics.append(selection_metric(predictions, tspec.metric))
-            if classification:
-                hist = score_histogram(predictions)
-                result.histogram = hist if result.histogram is None else result.histogram + hist
+            metric = selection_metric(predictions, tspec.metric)
+            return metric, score_histogram(predictions) if classification else None
 
-        with ThreadPoolExecutor(max_workers=tspec.parallelism) as pool:
-            list(pool.map(evaluate, results))
-        tr.unpersist()
-        va.unpersist()
-        log.info("fold %d/%d done in %.1fs", fold + 1, tspec.folds, time.monotonic() - started)
+        def release() -> None:
+            tr.unpersist()
+            va.unpersist()
+
+        return evaluate, release
+
+    return prepare
+
+
+def cross_validate(
+    spark: SparkSession,
+    config: AppConfig,
+    folded: DataFrame,
+    *,
+    pca_k: int | None = None,
+    prepare: FoldPreparer | None = None,
+    sample_key: list[str] | None = None,
+) -> list[GridResult]:
+    """Every grid point of every candidate on every fold (or successive halving, as configured).
+
+    With halving, each rung samples every fold's training rows (a hash of `sample_key` and the
+    seed, so reruns pick the same rows), fits the fold's preprocessing on that sample, evaluates
+    the surviving points on the whole validation fold, and keeps the best 1/factor of them.
+    """
+    from pyspark.sql import functions as F
+
+    spec = config.require_pipeline()
+    tspec = _train_spec(config)
+    assert spec.features is not None
+    prepare = prepare or supervised_preparer(config, pca_k=pca_k)
+    key = sample_key or list(spec.features.key)
+    results = [
+        GridResult(c.name, c.algorithm, i, params)
+        for c in tspec.candidates
+        for i, params in enumerate(grid_points(c))
+    ]
+    search = tspec.search
+    fractions = (
+        halving_fractions(len(results), search.factor, search.min_fraction)
+        if search.kind == "halving"
+        else [1.0]
+    )
+    alive = results
+    for rung, fraction in enumerate(fractions):
+        for r in alive:
+            r.fold_metrics, r.histogram, r.fraction = [], None, fraction
+        for fold in range(tspec.folds):
+            started = time.monotonic()
+            fold_train = folded.where(F.col(sampling.FOLD) != fold)
+            if fraction < 1.0:
+                fold_train = fold_train.where(
+                    sampling.key_uniform(key, tspec.seed + fold, "halving") < F.lit(fraction)
+                )
+            evaluate, release = prepare(
+                fold_train, folded.where(F.col(sampling.FOLD) == fold), fold
+            )
+
+            def run(result: GridResult, evaluate: FoldEvaluator = evaluate) -> None:
+                metric, hist = evaluate(result)
+                result.fold_metrics.append(metric)
+                if hist is not None:
+                    result.histogram = hist if result.histogram is None else result.histogram + hist
+
+            with ThreadPoolExecutor(max_workers=tspec.parallelism) as pool:
+                list(pool.map(run, alive))
+            release()
+            log.info(
+                "fold %d/%d (%d points, %.0f%% of the rows) done in %.1fs",
+                fold + 1,
+                tspec.folds,
+                len(alive),
+                100 * fraction,
+                time.monotonic() - started,
+            )
+        for r in alive:
+            r.rungs.append((fraction, r.mean))
+        if rung < len(fractions) - 1:
+            ranked = sorted(
+                alive, key=lambda r: -r.mean if HIGHER_IS_BETTER[tspec.metric] else r.mean
+            )
+            alive = ranked[: max(1, math.ceil(len(alive) / search.factor))]
     return results
 
 
 def _best_per_candidate(results: list[GridResult], metric: str) -> list[GridResult]:
     best: dict[str, GridResult] = {}
     for r in results:
-        if r.candidate not in best or better(metric, r.mean, best[r.candidate].mean):
+        # A point evaluated on all rows beats one eliminated early on a sample.
+        if (
+            r.candidate not in best
+            or r.fraction > best[r.candidate].fraction
+            or (
+                r.fraction == best[r.candidate].fraction
+                and better(metric, r.mean, best[r.candidate].mean)
+            )
+        ):
             best[r.candidate] = r
     return list(best.values())
 
 
 def pick_winner(results: list[GridResult], metric: str) -> GridResult:
-    """The grid point with the best mean cross-validation metric (first one on ties)."""
-    winner = results[0]
-    for r in results[1:]:
+    """The grid point with the best mean cross-validation metric on all rows (first on ties)."""
+    finalists = [r for r in results if r.fraction == 1.0] or results
+    winner = finalists[0]
+    for r in finalists[1:]:
         if better(metric, r.mean, winner.mean):
             winner = r
     return winner
@@ -291,21 +386,31 @@ def run_train(
         return _run_train(spark, config, run_date=run_date, run_id=run_id, entry=entry)
 
 
+@dataclass
+class Evaluation:
+    """What the task-specific part of training hands to tracking, the registry and the gate."""
+
+    results: list[GridResult]
+    winner: GridResult
+    final: PipelineModel
+    test_metrics: dict[str, float]
+    train_metric: float
+    test_metric: float
+    threshold: float | None
+    plots: list[Path]
+    importances: dict[str, float]
+    rows: dict[str, int]
+    example: DataFrame  # model input rows, for the logged signature
+    gate: GateInputs
+    release: Callable[[], None]  # frees the cached splits once everything is logged
+
+
 def _run_train(
     spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str, entry: LedgerEntry
 ) -> TrainResult:
-    import mlflow
-
     spec = config.require_pipeline()
-    tspec = _train_spec(config)
-    assert spec.model is not None
-    assert spec.features is not None
+    _train_spec(config)
     paths = PipelinePaths.of(config)
-    classification = spec.task == "binary_classification"
-    if spec.task == "recommendation":
-        raise RunError(
-            "recommendation pipelines are trained with ALS, which this version does not provide yet"
-        )
     if not is_delta_table(spark, paths.features):
         raise RunError(f"no feature table at {paths.features}: run `mlpipe features` first")
     durations: dict[str, float] = {}
@@ -320,13 +425,61 @@ def _run_train(
     features_version = table_version(spark, paths.features)
     assert features_version is not None
     data = training_data(spark, config, run_date=run_date, version=features_version)
+    report_dir = Path(config.storage.reports) / spec.name / f"{run_date}-{run_id[:8]}"
+    if spec.task == "recommendation":
+        from pipeline.train.recommend import evaluate_recommender
+
+        evaluation = evaluate_recommender(spark, config, data, report_dir=report_dir, lap=lap)
+    else:
+        evaluation = _evaluate_supervised(spark, config, data, report_dir=report_dir, lap=lap)
+    entry.rows_read = evaluation.rows["train"] + evaluation.rows["test"]
+    entry.rows_accepted = entry.rows_read
+    result = _track_register_gate(
+        spark,
+        config,
+        evaluation,
+        run_date=run_date,
+        run_id=run_id,
+        features_version=features_version,
+        durations=durations,
+        report_dir=report_dir,
+        lap=lap,
+    )
+    evaluation.release()
+    entry.table_versions["features"] = features_version
+    entry.metrics = {f"test_{k}": v for k, v in result.test_metrics.items()} | {
+        "cv_mean": result.winner.mean
+    }
+    entry.message = (
+        f"model {result.model_name} v{result.model_version}: "
+        f"{'promoted' if result.decision.promoted else 'not promoted'} ({result.decision.reason})"
+    )
+    entry.finish()
+    log.info("training done: %s", entry.message)
+    return result
+
+
+def _evaluate_supervised(
+    spark: SparkSession,
+    config: AppConfig,
+    data: DataFrame,
+    *,
+    report_dir: Path,
+    lap: Callable[[str], None],
+) -> Evaluation:
+    """Classification and regression: split, cross-validate, refit, evaluate on test."""
+    spec = config.require_pipeline()
+    tspec = _train_spec(config)
+    assert spec.model is not None
+    assert spec.features is not None
+    classification = spec.task == "binary_classification"
     train, test = split(spark, config, data)
     train, test = train.persist(), test.persist()
     rows = {"train": train.count(), "test": test.count()}
     if rows["train"] == 0 or rows["test"] == 0:
         raise RunError(
             f"not enough labelled rows to train (train {rows['train']}, test {rows['test']}) "
-            f"in the {spec.nightly.train_lookback_days} days up to {run_date}"
+            f"in the {spec.nightly.train_lookback_days} days of the training window"
         )
     if classification:
         for r in train.groupBy(LABEL).count().collect():
@@ -335,8 +488,6 @@ def _run_train(
             raise RunError(
                 f"only {rows.get('train_label_1', 0)} positive training rows: too few for {tspec.folds} folds"
             )
-    entry.rows_read = rows["train"] + rows["test"]
-    entry.rows_accepted = entry.rows_read
     lap("split")
 
     if tspec.split.kind == "time":
@@ -365,10 +516,8 @@ def _run_train(
     lap("refit")
 
     threshold: float | None = None
-    report_dir = Path(config.storage.reports) / spec.name / f"{run_date}-{run_id[:8]}"
     plots: list[Path] = []
     test_pred = final.transform(test)
-    train_pred = final.transform(train)
     if classification:
         assert winner.histogram is not None
         threshold = choose_threshold(
@@ -381,31 +530,86 @@ def _run_train(
         plots = plot_binary(test_hist, test_metrics, report_dir)
     else:
         test_metrics = regression_metrics(test_pred)
-    train_metric = selection_metric(train_pred, tspec.metric)
+    train_metric = selection_metric(final.transform(train), tspec.metric)
     test_metric = test_metrics.get(tspec.metric, selection_metric(test_pred, tspec.metric))
     importance_plot = plot_importances(importances, report_dir)
     if importance_plot is not None:
         plots.append(importance_plot)
     lap("evaluate")
 
+    gate_metric = tspec.gate.metric or tspec.metric
+
+    def score(model: PipelineModel) -> float:
+        return selection_metric(model.transform(test), gate_metric)
+
+    def gains(challenger: PipelineModel, champion: PipelineModel) -> list[float]:
+        return bootstrap.supervised_gains(
+            challenger.transform(test),
+            champion.transform(test),
+            key=list(spec.features.key) if spec.features else [],
+            metric=gate_metric,
+            replicates=tspec.gate.bootstrap,
+            seed=tspec.seed,
+        )
+
+    def release() -> None:
+        train.unpersist()
+        test.unpersist()
+
+    return Evaluation(
+        results=results,
+        winner=winner,
+        final=final,
+        test_metrics=test_metrics,
+        train_metric=train_metric,
+        test_metric=test_metric,
+        threshold=threshold,
+        plots=plots,
+        importances=importances,
+        rows=rows,
+        example=test,
+        gate=GateInputs(gate_metric, score, gains if tspec.gate.bootstrap else None),
+        release=release,
+    )
+
+
+def _track_register_gate(
+    spark: SparkSession,
+    config: AppConfig,
+    ev: Evaluation,
+    *,
+    run_date: dt.date,
+    run_id: str,
+    features_version: int,
+    durations: dict[str, float],
+    report_dir: Path,
+    lap: Callable[[str], None],
+) -> TrainResult:
+    """One MLflow parent run (a child per candidate), the report, the registry and the gate."""
+    import mlflow
+
+    spec = config.require_pipeline()
+    tspec = _train_spec(config)
+    paths = PipelinePaths.of(config)
+    results, winner, metric = ev.results, ev.winner, tspec.metric
+    halving = tspec.search.kind == "halving"
     name = model_name(config)
     experiment_id = ensure_experiment(config.mlflow, spec.name)
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"train {spec.name} {run_date}"
     ) as parent:
-        for cand in _best_per_candidate(results, tspec.metric):
+        for cand in _best_per_candidate(results, metric):
             with mlflow.start_run(
                 experiment_id=experiment_id, run_name=cand.candidate, nested=True
             ):
                 mlflow.log_params(
                     {"algorithm": cand.algorithm, **{k: str(v) for k, v in cand.params.items()}}
                 )
-                metrics = {
-                    f"cv_{tspec.metric}_fold_{i}": v for i, v in enumerate(cand.fold_metrics)
-                }
+                metrics = {f"cv_{metric}_fold_{i}": v for i, v in enumerate(cand.fold_metrics)}
                 metrics |= {
-                    f"cv_{tspec.metric}_mean": cand.mean,
-                    f"cv_{tspec.metric}_std": cand.std,
+                    f"cv_{metric}_mean": cand.mean,
+                    f"cv_{metric}_std": cand.std,
+                    "cv_rows_fraction": cand.fraction,
                 }
                 mlflow.log_metrics(metrics)
                 grid = [
@@ -414,51 +618,53 @@ def _run_train(
                         "fold_metrics": r.fold_metrics,
                         "mean": r.mean,
                         "std": r.std,
+                        "fraction": r.fraction,
+                        "rungs": r.rungs,
                     }
                     for r in results
                     if r.candidate == cand.candidate
                 ]
-                mlflow.log_dict({"metric": tspec.metric, "grid": grid}, "cv_grid.json")
+                mlflow.log_dict({"metric": metric, "grid": grid}, "cv_grid.json")
                 mlflow.set_tag(
-                    "winner",
-                    str(
-                        cand is winner
-                        or (cand.candidate == winner.candidate and cand.index == winner.index)
-                    ),
+                    "winner", str(cand.candidate == winner.candidate and cand.index == winner.index)
                 )
         lineage = _lineage(
-            spark, config, paths, features_version, rows, durations, run_date, run_id
+            spark, config, paths, features_version, ev.rows, durations, run_date, run_id
         )
+        fits = sum(len(r.rungs) for r in results) * tspec.folds
         mlflow.log_params(
             {
                 "winner": winner.candidate,
                 **{f"winner.{k}": str(v) for k, v in winner.params.items()},
-                "metric": tspec.metric,
+                "metric": metric,
                 "folds": tspec.folds,
                 "seed": tspec.seed,
                 "split": tspec.split.kind,
+                "search": tspec.search.kind,
                 "features_table": paths.features,
                 "features_version": features_version,
-                "decision_threshold": "" if threshold is None else f"{threshold:.6f}",
+                "decision_threshold": "" if ev.threshold is None else f"{ev.threshold:.6f}",
             }
         )
-        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
+        mlflow.log_metrics({f"test_{k}": v for k, v in ev.test_metrics.items()})
         gap = {
-            f"train_{tspec.metric}": train_metric,
-            f"cv_{tspec.metric}": winner.mean,
-            f"test_{tspec.metric}": test_metric,
-            "overfit_gap_train_minus_test": train_metric - test_metric,
-            "overfit_gap_cv_minus_test": winner.mean - test_metric,
+            f"train_{metric}": ev.train_metric,
+            f"cv_{metric}": winner.mean,
+            f"test_{metric}": ev.test_metric,
+            "overfit_gap_train_minus_test": ev.train_metric - ev.test_metric,
+            "overfit_gap_cv_minus_test": winner.mean - ev.test_metric,
         }
-        mlflow.log_metrics(gap)
+        mlflow.log_metrics(gap | {"cv_fits": float(fits)})
         mlflow.log_dict(config.model_dump(mode="json", exclude={"mlflow"}), "config_snapshot.json")
         mlflow.log_dict(lineage, "lineage.json")
         mlflow.set_tags({k: str(v) for k, v in lineage["tags"].items()})
-        mlflow.log_dict({"feature_importance": importances}, "feature_importance.json")
+        mlflow.log_dict({"feature_importance": ev.importances}, "feature_importance.json")
         summary: dict[str, Any] = {
             "pipeline": spec.name,
+            "task": spec.task,
             "run_date": str(run_date),
-            "metric": tspec.metric,
+            "metric": metric,
+            "search": {"kind": tspec.search.kind, "fits": fits},
             "winner": {
                 "candidate": winner.candidate,
                 "params": winner.params,
@@ -473,45 +679,47 @@ def _run_train(
                     "folds": r.fold_metrics,
                     "mean": r.mean,
                     "std": r.std,
+                    **({"fraction": r.fraction} if halving else {}),
                 }
                 for r in results
             ],
-            "test": test_metrics,
+            "test": ev.test_metrics,
             "overfitting": gap,
-            "threshold": threshold,
-            "rows": rows,
+            "threshold": ev.threshold,
+            "rows": ev.rows,
         }
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         (report_dir / "summary.md").write_text(_markdown(summary))
-        for path in [*plots, report_dir / "summary.json", report_dir / "summary.md"]:
+        for path in [*ev.plots, report_dir / "summary.json", report_dir / "summary.md"]:
             mlflow.log_artifact(str(path), "evaluation")
 
         version = log_and_register(
             spark,
-            final,
-            test,
+            ev.final,
+            ev.example,
             name=name,
-            threshold=threshold,
+            threshold=ev.threshold,
             tags={
                 "features_version": str(features_version),
                 "run_date": str(run_date),
                 "pipeline": spec.name,
             },
         )
+        gate_metric = ev.gate.metric
         decision = gate_and_promote(
             name,
             version,
-            final,
-            test,
-            metric=tspec.metric,
+            ev.final,
+            ev.gate,
             margin=tspec.gate.margin,
-            higher_is_better=HIGHER_IS_BETTER[tspec.metric],
+            higher_is_better=HIGHER_IS_BETTER[gate_metric],
+            confidence=tspec.gate.confidence,
         )
         mlflow.set_tags({"gate.promoted": str(decision.promoted), "gate.reason": decision.reason})
         summary["gate"] = {"promoted": decision.promoted, "reason": decision.reason}
         summary["model"] = {"name": name, "version": version}
-        html = render_report(summary, lineage, plots)
+        html = render_report(summary, lineage, ev.plots)
         report = write_report(report_dir / "report.html", html)
         mlflow.log_artifact(str(report), "evaluation")
         mlflow.log_metrics(
@@ -520,6 +728,7 @@ def _run_train(
                 for k, v in {
                     "gate.challenger": decision.challenger_metric,
                     "gate.champion": decision.champion_metric,
+                    "gate.gain_lower_bound": decision.gain_lower_bound,
                 }.items()
                 if v is not None
             }
@@ -528,30 +737,22 @@ def _run_train(
         mlflow.log_metrics({f"duration_s.{k}": v for k, v in durations.items()})
         mlflow_run_id = parent.info.run_id
 
-    train.unpersist()
-    test.unpersist()
-    entry.table_versions["features"] = features_version
-    entry.metrics = {f"test_{k}": v for k, v in test_metrics.items()} | {"cv_mean": winner.mean}
-    entry.message = f"model {name} v{version}: {'promoted' if decision.promoted else 'not promoted'} ({decision.reason})"
-    entry.finish()
-    result = TrainResult(
+    return TrainResult(
         mlflow_run_id,
         name,
         version,
         winner,
         results,
-        test_metrics,
-        train_metric,
-        threshold,
+        ev.test_metrics,
+        ev.train_metric,
+        ev.threshold,
         decision,
-        rows,
+        ev.rows,
         features_version,
         durations,
         report_dir,
-        tspec.metric,
+        metric,
     )
-    log.info("training done: %s", entry.message)
-    return result
 
 
 def _lineage(

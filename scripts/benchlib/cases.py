@@ -144,6 +144,19 @@ def train_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Q
     }
 
 
+def train_ours_halving(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
+    """`train_ours` with successive halving (factor 2: 4 points on 1/4 of each fold's training
+    rows, 2 on 1/2, 1 on all) instead of the full grid."""
+    from pipeline.config.stages import SearchSpec
+
+    spec = config.require_pipeline()
+    assert spec.train is not None
+    search = SearchSpec(kind="halving", factor=2, min_fraction=0.1)
+    train = spec.train.model_copy(update={"search": search})
+    halving = config.model_copy(update={"pipeline": spec.model_copy(update={"train": train})})
+    return train_ours(ctx, halving, spark)
+
+
 def train_ours_full(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
     """`run_train` itself: the above plus plots, MLflow runs, registry and gate (temp SQLite)."""
     from pipeline.tracking import configure_mlflow
@@ -474,6 +487,7 @@ def ingest_plain(ctx: Context, config: AppConfig, spark: SparkSession | None) ->
 
 CASES: dict[str, Case] = {
     "train_ours": Case(train_ours, True, "lr"),
+    "train_ours_halving": Case(train_ours_halving, True, "lr"),
     "train_ours_full": Case(train_ours_full, True, "lr"),
     "train_naive_mllib": Case(train_naive_mllib, True, "lr"),
     "train_sklearn": Case(train_sklearn, False, "lr"),
