@@ -352,6 +352,22 @@ def test_a_winner_among_grid_points_of_one_candidate_is_told_apart_by_its_params
     assert marked[2] == "2 of 2"
 
 
+def test_points_stopped_by_successive_halving_rank_below_the_finalists(
+    run: tuple[dict[str, Any], dict[str, Any], list[Path]],
+) -> None:
+    summary = copy.deepcopy(run[0])
+    # The best mean belongs to a point evaluated on a third of the rows only.
+    stopped = summary["candidates"][1]
+    stopped["fraction"], stopped["mean"] = 1 / 3, 0.99
+    for c in summary["candidates"]:
+        c.setdefault("fraction", 1.0)
+    dom = Page(render_report(summary, run[1], []))
+    _, *rows = dom.tables["candidates"]
+    assert rows[-1][1][3] == params_text(stopped["params"])
+    assert rows[-1][1][1].endswith("halving: stopped at 33% of the rows")
+    assert all("halving" not in cells[1] for _, cells in rows[:-1])
+
+
 @pytest.mark.parametrize(
     ("gate", "badge"),
     [

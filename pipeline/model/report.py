@@ -329,9 +329,14 @@ def _candidates_section(
     lo, hi = _padded_range(finite)
     grid_keys = _varying_params(candidates)
     positions = _grid_positions(candidates)
+
+    # Successive halving: points stopped on a sample rank below those evaluated on all rows.
+    def fraction(i: int) -> float:
+        return _float(candidates[i].get("fraction")) or 1.0
+
     order = sorted(
         range(len(candidates)),
-        key=lambda i: _sort_key(_float(candidates[i].get("mean")), metric),
+        key=lambda i: (-fraction(i), _sort_key(_float(candidates[i].get("mean")), metric)),
     )
     winner_mean = _float(winner.get("cv_mean"))
     head = [
@@ -355,6 +360,11 @@ def _candidates_section(
             f'<td class="num">{rank}</td>',
             f'<td class="name"><strong>{_e(name)}</strong>'
             + (' <span class="badge win">winner</span>' if is_winner else "")
+            + (
+                f' <span class="badge">halving: stopped at {fraction(i):.0%} of the rows</span>'
+                if fraction(i) < 1.0
+                else ""
+            )
             + "</td>",
             f'<td class="num">{pos} of {total}</td>',
             f'<td class="params">{_params_html(c.get("params") or {}, grid_keys.get(name, set()))}</td>',

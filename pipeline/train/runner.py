@@ -823,12 +823,23 @@ def _markdown(summary: dict[str, Any]) -> str:
         "| candidate | params | folds | mean | std |",
         "| --- | --- | --- | --- | --- |",
     ]
+    halving = any("fraction" in c for c in summary["candidates"])
+    if halving:
+        lines[-2:] = [
+            "| candidate | params | rows | folds | mean | std |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
     for c in sorted(
-        summary["candidates"], key=lambda c: -c["mean"] if HIGHER_IS_BETTER[metric] else c["mean"]
+        summary["candidates"],
+        key=lambda c: (
+            -c.get("fraction", 1.0),
+            -c["mean"] if HIGHER_IS_BETTER[metric] else c["mean"],
+        ),
     ):
         folds = ", ".join(f"{v:.4f}" for v in c["folds"])
+        rows = f" {c['fraction']:.0%} |" if halving else ""
         lines.append(
-            f"| {c['candidate']} | `{c['params']}` | {folds} | {c['mean']:.4f} | {c['std']:.4f} |"
+            f"| {c['candidate']} | `{c['params']}` |{rows} {folds} | {c['mean']:.4f} | {c['std']:.4f} |"
         )
     lines += [
         "",
