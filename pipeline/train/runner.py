@@ -531,7 +531,12 @@ def _evaluate_supervised(
     else:
         test_metrics = regression_metrics(test_pred)
     train_metric = selection_metric(final.transform(train), tspec.metric)
-    test_metric = test_metrics.get(tspec.metric, selection_metric(test_pred, tspec.metric))
+    # Only measured again when the test metrics lack it (a `.get` default would always run it).
+    test_metric = (
+        test_metrics[tspec.metric]
+        if tspec.metric in test_metrics
+        else selection_metric(test_pred, tspec.metric)
+    )
     importance_plot = plot_importances(importances, report_dir)
     if importance_plot is not None:
         plots.append(importance_plot)
