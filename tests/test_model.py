@@ -178,6 +178,27 @@ def test_folds_are_stratified_and_cover_every_row_once(spark: SparkSession) -> N
     assert counts == {(f, 1.0): 10 for f in range(3)} | {(f, 0.0): 90 for f in range(3)}
 
 
+def _placement(df: DataFrame) -> list[set[str]]:
+    """The ids in each partition of the DataFrame as it runs."""
+    parts = df.rdd.mapPartitionsWithIndex(lambda i, rows: [(i, {r.id for r in rows})]).collect()
+    return [ids for _, ids in sorted(parts)]
+
+
+def test_spread_evens_out_the_partitions_the_stratifying_window_leaves(
+    spark: SparkSession,
+) -> None:
+    folded = sampling.with_folds(keyed(spark, n=2000), key=["id"], folds=3, seed=1)
+    # The window partitions by label: the negatives (95% of the rows) share one partition.
+    assert max(len(ids) for ids in _placement(folded)) >= 1900
+    spread = sampling.spread(folded, ["id"], 4)
+    placement = _placement(spread)
+    assert len(placement) == 4
+    assert all(400 <= len(ids) <= 600 for ids in placement), [len(ids) for ids in placement]
+    # The same rows with the same folds, and the same rows in the same partitions on every run.
+    assert_df_equality(folded, spread, ignore_row_order=True)
+    assert _placement(sampling.spread(folded.repartition(3), ["id"], 4)) == placement
+
+
 def test_rebalancing_weights_and_downsampling(spark: SparkSession) -> None:
     df = keyed(spark, n=100, positives_every=10)
     weights = sampling.balanced_weights({1.0: 10, 0.0: 90})

@@ -129,7 +129,7 @@ def _ingest_source(
     crash_point("after_bronze")
 
     quarantine_df = _quarantine_frame(
-        spark, validated, plan, paths.pipeline, name, entry, batch.batch_id
+        spark, validated, source, plan, paths.pipeline, name, entry, batch.batch_id
     )
     append_idempotent(quarantine_df, paths.quarantine, app_id=app_id, version=batch.batch_id)
     crash_point("after_quarantine")
@@ -339,6 +339,7 @@ def _count_by_reason(validated: DataFrame) -> dict[str | None, int]:
 def _quarantine_frame(
     spark: SparkSession,
     validated: DataFrame | None,
+    source: SourceSpec,
     plan: _Plan,
     pipeline: str,
     source_name: str,
@@ -354,7 +355,7 @@ def _quarantine_frame(
         file_rows, schema="raw_record STRING, source_file STRING, reason STRING, detail STRING"
     )
     if validated is not None:
-        frame = rejected_rows(validated).unionByName(frame)
+        frame = rejected_rows(validated, source.columns, plan.extras).unionByName(frame)
     return frame.select(
         "raw_record",
         "source_file",

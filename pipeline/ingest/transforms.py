@@ -20,7 +20,7 @@ File-level reasons (the runner's): ``missing_required_column`` and ``unreadable_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pipeline.config.models import ColumnSpec
 from pipeline.io.raw import CORRUPT, SOURCE_FILE
 
-REASON, DETAIL, RAW_RECORD = "_reason", "_detail", "_raw_record"
+REASON, RULE, RAW_FIELDS = "_reason", "_rule", "_raw_fields"
 ROW_REASONS = (
     "malformed_record",
     "undecodable_text",
@@ -61,9 +61,19 @@ def _shown(raw: Column) -> Column:
 
 
 def _rules(
-    columns: Sequence[ColumnSpec], extras: Sequence[str]
+    columns: Sequence[ColumnSpec],
+    extras: Sequence[str],
+    typed: Callable[[ColumnSpec], Column] | None = None,
 ) -> list[tuple[Column, str, Column]]:
-    """(condition, reason, detail) for every rule, in the order the reasons are checked."""
+    """(condition, reason, detail) for every rule, in the order the reasons are checked.
+
+    `typed(spec)` is the column's typed value (default: parsed from the raw string in place).
+    """
+    if typed is None:
+
+        def typed(spec: ColumnSpec) -> Column:
+            return typed_value(F.col(f"`{spec.name}`"), spec)
+
     rules: list[tuple[Column, str, Column]] = [
         (
             F.col(CORRUPT).isNotNull(),
@@ -81,10 +91,10 @@ def _rules(
             )
         )
     for spec in columns:
-        raw, typed = F.col(spec.name), typed_value(F.col(spec.name), spec)
+        raw, value = F.col(f"`{spec.name}`"), typed(spec)
         rules.append(
             (
-                raw.isNotNull() & typed.isNull(),
+                raw.isNotNull() & value.isNull(),
                 "type_mismatch",
                 F.concat(
                     F.lit(f"{spec.name}: "), _shown(raw), F.lit(f" is not a valid {spec.type}")
@@ -101,11 +111,11 @@ def _rules(
                 )
             )
     for spec in columns:
-        typed = typed_value(F.col(spec.name), spec)
+        value = typed(spec)
         if spec.min is not None:
             rules.append(
                 (
-                    typed < F.lit(spec.min),
+                    value < F.lit(spec.min),
                     "out_of_range",
                     F.concat(
                         F.lit(f"{spec.name}: "),
@@ -117,7 +127,7 @@ def _rules(
         if spec.max is not None:
             rules.append(
                 (
-                    typed > F.lit(spec.max),
+                    value > F.lit(spec.max),
                     "out_of_range",
                     F.concat(
                         F.lit(f"{spec.name}: "),
@@ -128,10 +138,10 @@ def _rules(
             )
     for spec in columns:
         if spec.allowed is not None:
-            typed = typed_value(F.col(spec.name), spec)
+            value = typed(spec)
             rules.append(
                 (
-                    typed.isNotNull() & ~typed.isin(*_allowed_literals(spec)),
+                    value.isNotNull() & ~value.isin(*_allowed_literals(spec)),
                     "not_allowed",
                     F.concat(
                         F.lit(f"{spec.name}: "),
@@ -146,35 +156,68 @@ def _rules(
 def validate_records(
     raw_df: DataFrame, columns: Sequence[ColumnSpec], extras: Sequence[str] = ()
 ) -> DataFrame:
-    """Add `_reason`/`_detail` (null for a good row), typed columns and the raw record as JSON.
+    """Add the typed columns, `_reason` (null for a good row) and, for a bad row, what
+    `rejected_rows` needs to describe it: the number of the rule it broke and its raw fields.
 
     `raw_df` has every declared column (and each evolved `extras` column) as a string, plus
     `_corrupt_record` and `_source_file` (see `pipeline.io.raw.read_strings`).
+
+    The batch is cached in this form, so what every row carries is kept small and cheap: the
+    human-readable detail and the raw record as JSON are built by `rejected_rows`, for the rejected
+    rows alone. Built here, for every row, they cost more than parsing the file.
     """
-    verdict: Column | None = None
-    for condition, reason, detail in _rules(columns, extras):
-        outcome = F.struct(F.lit(reason).alias("reason"), detail.alias("detail"))
+    raw_names = [c.name for c in columns] + list(extras)
+    typed_names = {c.name: f"__typed__{c.name}" for c in columns}
+
+    def typed(spec: ColumnSpec) -> Column:
+        return F.col(f"`{typed_names[spec.name]}`")
+
+    # Every value is parsed once, in its own projection: the rules use a typed value up to three
+    # times, and Spark keeps a non-trivial expression that is used more than once in the projection
+    # that computes it instead of inlining it into every use.
+    parsed = raw_df.select(
+        *[F.col(f"`{n}`") for n in raw_names],
+        *[typed_value(F.col(f"`{c.name}`"), c).alias(typed_names[c.name]) for c in columns],
+        F.col(CORRUPT),
+        F.col(SOURCE_FILE),
+    )
+    rules = _rules(columns, extras, typed)
+    # The number of the first rule the row breaks: a CASE over cheap conditions returning a small
+    # integer.
+    first_broken: Column | None = None
+    for i, (condition, _, _) in enumerate(rules):
         # A null condition (null compared with anything) means the rule does not apply.
         cond = F.coalesce(condition, F.lit(False))
-        verdict = F.when(cond, outcome) if verdict is None else verdict.when(cond, outcome)
-    assert verdict is not None
-    raw_names = [c.name for c in columns] + list(extras)
-    raw_json = F.to_json(F.struct(*[F.col(f"`{n}`") for n in raw_names]))
-    return (
-        raw_df.select(
-            *[typed_value(F.col(c.name), c).alias(c.name) for c in columns],
-            *[F.col(f"`{n}`") for n in extras],
-            verdict.alias("_verdict"),
-            F.coalesce(F.col(CORRUPT), raw_json).alias(RAW_RECORD),
-            F.col(SOURCE_FILE),
+        first_broken = (
+            F.when(cond, F.lit(i)) if first_broken is None else first_broken.when(cond, F.lit(i))
         )
-        .select(
-            "*",
-            F.col("_verdict.reason").alias(REASON),
-            F.col("_verdict.detail").alias(DETAIL),
-        )
-        .drop("_verdict")
+    assert first_broken is not None
+    rule = F.col(RULE)
+    return parsed.select("*", first_broken.alias(RULE)).select(
+        *[typed(c).alias(c.name) for c in columns],
+        *[F.col(f"`{n}`") for n in extras],
+        F.col(SOURCE_FILE),
+        _reason_of(rule, rules).alias(REASON),
+        rule,
+        F.when(rule.isNotNull(), F.struct(*[F.col(f"`{n}`") for n in raw_names])).alias(RAW_FIELDS),
+        F.col(CORRUPT),
     )
+
+
+def _reason_of(rule: Column, rules: Sequence[tuple[Column, str, Column]]) -> Column:
+    """The reason of a rule number. The rules come grouped by reason, in the order of
+    ROW_REASONS, so the reason is the group the number falls in (a CASE of six branches)."""
+    reason: Column | None = None
+    for i, (_, name, _) in enumerate(rules):
+        if i + 1 == len(rules) or rules[i + 1][1] != name:
+            ends_here = rule <= F.lit(i)
+            reason = (
+                F.when(ends_here, F.lit(name))
+                if reason is None
+                else reason.when(ends_here, F.lit(name))
+            )
+    assert reason is not None
+    return reason
 
 
 def accepted_rows(
@@ -186,13 +229,26 @@ def accepted_rows(
     )
 
 
-def rejected_rows(validated_df: DataFrame) -> DataFrame:
-    """The rows that broke a rule: raw record, source file, reason code and detail."""
-    return validated_df.where(F.col(REASON).isNotNull()).select(
-        F.col(RAW_RECORD).alias("raw_record"),
+def rejected_rows(
+    validated_df: DataFrame, columns: Sequence[ColumnSpec], extras: Sequence[str] = ()
+) -> DataFrame:
+    """The rows that broke a rule: raw record (the line itself when it did not split into fields,
+    else its fields as JSON), source file, reason code and detail."""
+    rules = _rules(columns, extras)
+    rule = F.col(RULE)
+    detail: Column | None = None
+    for i, (_, _, text) in enumerate(rules):
+        matches = rule == F.lit(i)
+        detail = F.when(matches, text) if detail is None else detail.when(matches, text)
+    assert detail is not None
+    bad = validated_df.where(F.col(REASON).isNotNull())
+    # The detail texts refer to the raw values by column name: bring the raw fields back as columns.
+    raw = bad.select(f"{RAW_FIELDS}.*", RULE, RAW_FIELDS, CORRUPT, SOURCE_FILE, REASON)
+    return raw.select(
+        F.coalesce(F.col(CORRUPT), F.to_json(F.col(RAW_FIELDS))).alias("raw_record"),
         F.col(SOURCE_FILE).alias("source_file"),
         F.col(REASON).alias("reason"),
-        F.col(DETAIL).alias("detail"),
+        detail.alias("detail"),
     )
 
 

@@ -159,7 +159,8 @@ def training_data(
 
 
 def split(spark: SparkSession, config: AppConfig, data: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Train/test split as configured (stratified, random or by time)."""
+    """Train/test split as configured (stratified, random or by time), spread evenly over the
+    cores (see `sampling.spread`)."""
     spec = config.require_pipeline()
     tspec = _train_spec(config)
     assert spec.features is not None
@@ -171,10 +172,38 @@ def split(spark: SparkSession, config: AppConfig, data: DataFrame) -> tuple[Data
             F.unix_micros(F.col(spec.features.event_time)).alias("t")
         ).approxQuantile("t", [1.0 - s.test_fraction], 0.0)
         cutoff = dt.datetime.fromtimestamp(cut / 1e6, tz=dt.timezone.utc).replace(tzinfo=None)
-        return sampling.split_by_time(data, time_col=spec.features.event_time, cutoff=cutoff)
-    if s.kind == "stratified" and spec.task == "binary_classification":
-        return sampling.split_stratified(data, key=key, test_fraction=s.test_fraction, seed=s.seed)
-    return sampling.split_random(data, key=key, test_fraction=s.test_fraction, seed=s.seed)
+        train, test = sampling.split_by_time(data, time_col=spec.features.event_time, cutoff=cutoff)
+    elif s.kind == "stratified" and spec.task == "binary_classification":
+        train, test = sampling.split_stratified(
+            data, key=key, test_fraction=s.test_fraction, seed=s.seed
+        )
+    else:
+        train, test = sampling.split_random(
+            data, key=key, test_fraction=s.test_fraction, seed=s.seed
+        )
+    cores = spark.sparkContext.defaultParallelism
+    return sampling.spread(train, key, cores), sampling.spread(test, key, cores)
+
+
+def assign_folds(spark: SparkSession, config: AppConfig, train: DataFrame) -> DataFrame:
+    """The training rows with `_fold`: blocks of time for a time split, stratified by label for a
+    classifier, by key hash otherwise; spread evenly over the cores."""
+    spec = config.require_pipeline()
+    tspec = _train_spec(config)
+    assert spec.features is not None
+    if tspec.split.kind == "time":
+        folded = sampling.with_time_folds(
+            train, time_col=spec.features.event_time, folds=tspec.folds
+        )
+    else:
+        folded = sampling.with_folds(
+            train,
+            key=spec.features.key,
+            folds=tspec.folds,
+            seed=tspec.seed,
+            label=LABEL if spec.task == "binary_classification" else None,
+        )
+    return sampling.spread(folded, spec.features.key, spark.sparkContext.defaultParallelism)
 
 
 def rebalance(df: DataFrame, config: AppConfig, *, seed: int) -> tuple[DataFrame, str | None]:
@@ -490,19 +519,7 @@ def _evaluate_supervised(
             )
     lap("split")
 
-    if tspec.split.kind == "time":
-        folded = sampling.with_time_folds(
-            train, time_col=spec.features.event_time, folds=tspec.folds
-        )
-    else:
-        folded = sampling.with_folds(
-            train,
-            key=spec.features.key,
-            folds=tspec.folds,
-            seed=tspec.seed,
-            label=LABEL if classification else None,
-        )
-    folded = folded.persist()
+    folded = assign_folds(spark, config, train).persist()
     # PCA by explained variance: k is chosen once, on the training split (never on test rows).
     pca_k = choose_pca_k(spec.model, train, classification=classification)
     results = cross_validate(spark, config, folded, pca_k=pca_k)

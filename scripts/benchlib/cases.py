@@ -111,10 +111,8 @@ def _labelled(spark: SparkSession, table: str) -> DataFrame:
 
 def train_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
     """Everything `run_train` does before MLflow: split, folds, CV, winner, refit, test metrics."""
-    from pipeline.features.transforms import LABEL
-    from pipeline.model import sampling
     from pipeline.model.evaluate import binary_metrics, choose_threshold
-    from pipeline.train.runner import cross_validate, fit_final, pick_winner, split
+    from pipeline.train.runner import assign_folds, cross_validate, fit_final, pick_winner, split
 
     assert spark is not None
     clock = ctx.clock
@@ -123,7 +121,7 @@ def train_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Q
     train, test = train.persist(), test.persist()
     n_train, n_test = train.count(), test.count()
     clock.lap("split")
-    folded = sampling.with_folds(train, key=[KEY], folds=FOLDS, seed=SEED, label=LABEL).persist()
+    folded = assign_folds(spark, config, train).persist()
     results = cross_validate(spark, config, folded)
     folded.unpersist()
     winner = pick_winner(results, "areaUnderROC")
@@ -186,7 +184,7 @@ def train_naive_mllib(ctx: Context, config: AppConfig, spark: SparkSession | Non
     from pipeline.model.candidates import make_estimator
     from pipeline.model.evaluate import binary_metrics
     from pipeline.model.preprocess import build_preprocessing
-    from pipeline.train.runner import split
+    from pipeline.train.runner import assign_folds, split
 
     assert spark is not None
     spec = config.require_pipeline()
@@ -208,7 +206,7 @@ def train_naive_mllib(ctx: Context, config: AppConfig, spark: SparkSession | Non
     clock = ctx.clock
     clock.start()
     train, test = split(spark, config, _labelled(spark, ctx.table))
-    folded = sampling.with_folds(train, key=[KEY], folds=FOLDS, seed=SEED, label=LABEL)
+    folded = assign_folds(spark, config, train)
     model = cv.fit(folded)
     clock.lap("cross_validation_and_refit")
     metrics, _ = binary_metrics(model.bestModel.transform(test), 0.5)

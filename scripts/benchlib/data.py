@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from benchlib.common import (
     CATEGORICAL,
-    FOLDS,
     INGEST_START,
     KEY,
     LR_MAX_ITER,
@@ -126,7 +125,7 @@ def setup(
     from pipeline.model import sampling
     from pipeline.model.registry import pip_requirements
     from pipeline.tracking import configure_mlflow, ensure_experiment
-    from pipeline.train.runner import GridResult, fit_final, split
+    from pipeline.train.runner import GridResult, assign_folds, fit_final, split
 
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -155,7 +154,7 @@ def setup(
     data = read_delta(spark, uri(layout.table(base))).where(F.col(LABEL).isNotNull())
     train, test = split(spark, config, data)
     train = train.persist()
-    folded = sampling.with_folds(train, key=[KEY], folds=FOLDS, seed=SEED, label=LABEL)
+    folded = assign_folds(spark, config, train)
     columns = [KEY, *NUMERIC, *CATEGORICAL, LABEL]
     export = folded.select(*columns, sampling.FOLD, F.lit("train").alias(SPLIT_COL)).unionByName(
         test.select(*columns, F.lit(-1).alias(sampling.FOLD), F.lit("test").alias(SPLIT_COL))
