@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from benchlib.common import (
     CATEGORICAL,
     FOLDS,
+    GBT_PARAMS,
     KEY,
     NUMERIC,
     REG_PARAMS,
@@ -336,9 +337,9 @@ def train_gbt_sklearn(ctx: Context, config: AppConfig, spark: SparkSession | Non
             (
                 "gbt",
                 HistGradientBoostingClassifier(
-                    max_depth=5,
-                    max_iter=50,
-                    learning_rate=0.1,
+                    max_depth=GBT_PARAMS["maxDepth"],
+                    max_iter=GBT_PARAMS["maxIter"],
+                    learning_rate=GBT_PARAMS["stepSize"],
                     early_stopping=False,
                     max_leaf_nodes=None,
                     random_state=SEED,
