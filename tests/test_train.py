@@ -8,6 +8,7 @@ import datetime as dt
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
@@ -36,6 +37,7 @@ from pipeline.paths import PipelinePaths
 from pipeline.tracking import configure_mlflow, ensure_experiment
 from pipeline.train.runner import (
     TrainResult,
+    _markdown,
     cross_validate,
     fit_final,
     pick_winner,
@@ -382,3 +384,38 @@ def test_histogram_areas_match_mllib_within_bin_resolution(
     hist = score_histogram(predictions)
     for metric in ("areaUnderROC", "areaUnderPR"):
         assert hist.area(metric) == pytest.approx(selection_metric(predictions, metric), abs=5e-3)
+
+
+def test_summary_markdown_lists_finalists_first_then_by_metric() -> None:
+    def point(name: str, mean: float, fraction: float) -> dict[str, Any]:
+        return {
+            "candidate": name,
+            "params": {"regParam": mean},
+            "folds": [mean, mean],
+            "mean": mean,
+            "std": 0.0,
+            "fraction": fraction,
+        }
+
+    summary = {
+        "pipeline": "p",
+        "run_date": "2026-01-10",
+        "metric": "areaUnderROC",
+        # The best mean was stopped on a third of the rows: it ranks below both finalists.
+        "candidates": [point("a", 0.70, 1.0), point("b", 0.95, 1 / 3), point("c", 0.80, 1.0)],
+        "winner": {"candidate": "c", "params": {"regParam": 0.8}, "cv_folds": [0.8, 0.8]},
+        "test": {"areaUnderROC": 0.79},
+        "overfitting": {"gap": 0.01},
+    }
+    table = [
+        line
+        for line in _markdown(summary).splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
+    assert table[:5] == [
+        "| candidate | params | rows | folds | mean | std |",
+        "| c | `{'regParam': 0.8}` | 100% | 0.8000, 0.8000 | 0.8000 | 0.0000 |",
+        "| a | `{'regParam': 0.7}` | 100% | 0.7000, 0.7000 | 0.7000 | 0.0000 |",
+        "| b | `{'regParam': 0.95}` | 33% | 0.9500, 0.9500 | 0.9500 | 0.0000 |",
+        "| metric | value |",
+    ]

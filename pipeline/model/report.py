@@ -330,14 +330,10 @@ def _candidates_section(
     grid_keys = _varying_params(candidates)
     positions = _grid_positions(candidates)
 
-    # Successive halving: points stopped on a sample rank below those evaluated on all rows.
     def fraction(i: int) -> float:
-        return _float(candidates[i].get("fraction")) or 1.0
+        return _fraction(candidates[i])
 
-    order = sorted(
-        range(len(candidates)),
-        key=lambda i: (-fraction(i), _sort_key(_float(candidates[i].get("mean")), metric)),
-    )
+    order = sorted(range(len(candidates)), key=lambda i: candidate_rank(candidates[i], metric))
     winner_mean = _float(winner.get("cv_mean"))
     head = [
         '<th class="num">rank</th><th>candidate</th><th>grid point</th><th>parameters</th>',
@@ -730,6 +726,17 @@ def _grid_positions(candidates: list[dict[str, Any]]) -> list[tuple[int, int]]:
         totals[name] = totals.get(name, 0) + 1
         out.append((totals[name], name))
     return [(pos, totals[name]) for pos, name in out]
+
+
+def _fraction(candidate: Mapping[str, Any]) -> float:
+    """The share of the training rows the candidate was last evaluated on (1 without halving)."""
+    return _float(candidate.get("fraction")) or 1.0
+
+
+def candidate_rank(candidate: Mapping[str, Any], metric: str) -> tuple[float, float]:
+    """Sort key of a summary's candidate: points evaluated on all rows first (successive halving
+    stops the others on a sample), then the best mean CV metric; a missing mean sorts last."""
+    return -_fraction(candidate), _sort_key(_float(candidate.get("mean")), metric)
 
 
 def _sort_key(mean: float | None, metric: str) -> float:

@@ -48,7 +48,7 @@ from pipeline.model.evaluate import (
 )
 from pipeline.model.preprocess import build_preprocessing, choose_pca_k, feature_names
 from pipeline.model.registry import GateDecision, GateInputs, gate_and_promote, log_and_register
-from pipeline.model.report import render_report, write_report
+from pipeline.model.report import candidate_rank, render_report, write_report
 from pipeline.paths import PipelinePaths
 from pipeline.tracking import ensure_experiment
 
@@ -842,22 +842,16 @@ def _markdown(summary: dict[str, Any]) -> str:
         "",
         f"Selection metric: **{metric}** ({len(summary['winner']['cv_folds'])}-fold cross-validation).",
         "",
-        "| candidate | params | folds | mean | std |",
-        "| --- | --- | --- | --- | --- |",
     ]
     halving = any("fraction" in c for c in summary["candidates"])
     if halving:
-        lines[-2:] = [
+        lines += [
             "| candidate | params | rows | folds | mean | std |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
-    for c in sorted(
-        summary["candidates"],
-        key=lambda c: (
-            -c.get("fraction", 1.0),
-            -c["mean"] if HIGHER_IS_BETTER[metric] else c["mean"],
-        ),
-    ):
+    else:
+        lines += ["| candidate | params | folds | mean | std |", "| --- | --- | --- | --- | --- |"]
+    for c in sorted(summary["candidates"], key=lambda c: candidate_rank(c, metric)):
         folds = ", ".join(f"{v:.4f}" for v in c["folds"])
         rows = f" {c['fraction']:.0%} |" if halving else ""
         lines.append(
