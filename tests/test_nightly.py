@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from chispa import assert_df_equality
+from chispa import assert_approx_df_equality, assert_df_equality
 from mlflow import MlflowClient
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -26,12 +26,14 @@ from pipeline.config.stages import MonitorSpec
 from pipeline.errors import RunError
 from pipeline.io.audit import read_audit
 from pipeline.io.delta import read_delta
-from pipeline.model.registry import CHAMPION
+from pipeline.model.compiled import COMPILED, SCORING_TAG, TRANSFORM
+from pipeline.model.evaluate import score_column
+from pipeline.model.registry import CHAMPION, load_champion
 from pipeline.nightly import pipeline_lock, run_backfill, run_nightly
 from pipeline.paths import PipelinePaths
 from pipeline.score import monitor
 from pipeline.score.runner import run_score
-from pipeline.tracking import configure_mlflow
+from pipeline.tracking import configure_mlflow, experiment_name
 from tests.helpers import ROOT, make_config
 
 D1, D2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
@@ -183,6 +185,44 @@ def test_rerunning_a_date_replaces_exactly_its_predictions(
     before = predictions(spark, world.cfg)
     run_score(spark, world.cfg, run_date=D1, run_id="rescore")
     assert_df_equality(predictions(spark, world.cfg), before, ignore_row_order=True)
+
+
+def score_run_tag(cfg: AppConfig, day: dt.date) -> str:
+    """The scoring path the latest score run of `day` recorded in MLflow."""
+    import mlflow
+
+    runs = mlflow.search_runs(
+        experiment_names=[experiment_name(cfg.mlflow, "nt")],
+        filter_string=f"tags.stage = 'score' AND tags.run_date = '{day}'",
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
+    return str(runs[0].data.tags[SCORING_TAG])
+
+
+def test_the_champion_is_scored_through_its_compiled_expression_as_transform_scores(
+    spark: SparkSession, world: World
+) -> None:
+    cfg, paths = world.cfg, PipelinePaths.of(world.cfg)
+    champion = MlflowClient().get_model_version_by_alias("mlpipe-nt", CHAMPION)
+    # Registration checked the compiled expression against transform on test rows.
+    assert champion.tags[SCORING_TAG] == COMPILED
+    run_score(spark, cfg, run_date=D1, run_id="compiled")
+    assert score_run_tag(cfg, D1) == COMPILED
+    model, _, _ = load_champion("mlpipe-nt")
+    rows = read_delta(spark, paths.features).where(F.col("event_date") == D1)
+    scored = model.transform(rows)
+    expected = scored.select("id", score_column(scored).alias("score"))
+    written = predictions(spark, cfg).where(F.col("run_date") == D1).select("id", "score")
+    assert_approx_df_equality(written, expected, precision=1e-12, ignore_row_order=True)
+
+    # `score.engine: transform` takes MLlib's path for the same champion, with the same scores.
+    as_transform = configure(world.tmp, "pipeline.score.engine=transform")
+    run_score(spark, as_transform, run_date=D1, run_id="transform")
+    assert score_run_tag(cfg, D1) == TRANSFORM
+    again = predictions(spark, cfg).where(F.col("run_date") == D1).select("id", "score")
+    assert_approx_df_equality(again, expected, precision=1e-12, ignore_row_order=True)
+    run_score(spark, cfg, run_date=D1, run_id="compiled-again")
 
 
 def test_second_night_resumes_after_a_failure_in_the_middle_stage(

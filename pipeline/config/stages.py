@@ -300,6 +300,10 @@ class ScoreSpec(Frozen):
     """Batch scoring: which rows are a run date's, and what each prediction row carries."""
 
     keys: list[Identifier] = Field(default_factory=list)  # default: the feature key
+    # auto: score a champion verified at registration through its compiled SQL expression
+    # (`pipeline.model.compiled`), any other through `PipelineModel.transform`; transform: always
+    # through `transform`.
+    engine: Literal["auto", "transform"] = "auto"
 
 
 class MonitorSpec(Frozen):

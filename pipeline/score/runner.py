@@ -1,7 +1,9 @@
 """The score stage: the run date's feature rows -> champion PipelineModel -> predictions table.
 
 The champion is loaded as a native Spark `PipelineModel` (not `mlflow.pyfunc.spark_udf`, which
-moves every row through Python). The run date's partition of the predictions table is replaced
+moves every row through Python). A champion whose compiled SQL expression was checked against
+`transform` at registration (`pipeline.model.compiled`) is scored through that expression, with
+no vector UDFs; any other through `transform`. The run date's partition of the predictions table is replaced
 atomically (`replaceWhere run_date = D`), so a rerun gives the same content, never duplicates, and
 a run killed mid-write leaves the previous complete set (or none) in place.
 """
@@ -19,7 +21,7 @@ from pipeline.errors import RunError
 from pipeline.features.transforms import EVENT_DATE
 from pipeline.io.audit import NOOP, LedgerEntry, audited, read_audit
 from pipeline.io.delta import is_delta_table, overwrite_where, read_delta, table_version
-from pipeline.model.evaluate import score_column
+from pipeline.model.compiled import COMPILED, SCORING_TAG, model_scores
 from pipeline.model.registry import load_champion
 from pipeline.paths import PipelinePaths
 from pipeline.score import monitor
@@ -55,6 +57,7 @@ def _non_finite(columns: list[str]) -> Column:
 
 def predictions_frame(
     scored: DataFrame,
+    score: Column,
     *,
     keys: list[str],
     threshold: float | None,
@@ -65,10 +68,12 @@ def predictions_frame(
     run_date: dt.date,
     classification: bool,
 ) -> DataFrame:
-    """Select the prediction row: keys, score, label at the stored threshold, and lineage."""
+    """Select the prediction row: keys, score, label at the stored threshold, and lineage.
+
+    `score` is the model's score on `scored` (`model_scores` gives both).
+    """
     from pyspark.sql import functions as F
 
-    score = score_column(scored) if classification else F.col("prediction").cast("double")
     label = (
         (score >= F.lit(threshold if threshold is not None else 0.5)).cast("int")
         if classification
@@ -154,9 +159,16 @@ def _score(
     # NaN or infinite inputs cannot be imputed meaningfully: quarantine those rows with a reason.
     bad = _non_finite(list(spec.model.numeric))
     good_rows, bad_rows = rows.where(~bad), rows.where(bad)
-    scored = model.transform(good_rows)
+    classification = spec.task == "binary_classification"
+    scored, score, path = model_scores(
+        model,
+        good_rows,
+        classification=classification,
+        compiled=spec.score.engine == "auto" and mv.tags.get(SCORING_TAG) == COMPILED,
+    )
     predictions = predictions_frame(
         scored,
+        score,
         keys=keys,
         threshold=threshold,
         model=name,
@@ -164,9 +176,9 @@ def _score(
         mlflow_run_id=mv.run_id or "",
         features_version=features_version,
         run_date=run_date,
-        classification=spec.task == "binary_classification",
+        classification=classification,
     )
-    log.info("writing predictions for %s", run_date)
+    log.info("writing predictions for %s (scored through %s)", run_date, path)
     write_predictions(predictions, paths.predictions, run_date)
 
     quarantined = bad_rows.select(
@@ -203,7 +215,7 @@ def _score(
     rows.unpersist()
     entry.metrics.update(report.metrics)
     entry.reconcile()
-    _log_monitoring(config, run_date, report, name, version)
+    _log_monitoring(config, run_date, report, name, version, {SCORING_TAG: path})
     if report.failures:
         raise RunError(
             "data drift beyond the failure threshold (predictions were written): "
@@ -398,7 +410,12 @@ def _monitor(
 
 
 def _log_monitoring(
-    config: AppConfig, run_date: dt.date, report: monitor.MonitorReport, name: str, version: str
+    config: AppConfig,
+    run_date: dt.date,
+    report: monitor.MonitorReport,
+    name: str,
+    version: str,
+    tags: dict[str, str] | None = None,
 ) -> None:
     import mlflow
 
@@ -413,6 +430,7 @@ def _log_monitoring(
                 "run_date": str(run_date),
                 "model_name": name,
                 "model_version": version,
+                **(tags or {}),
             }
         )
         mlflow.log_metrics({k.replace("=", "_"): v for k, v in report.metrics.items()})

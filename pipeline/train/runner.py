@@ -34,6 +34,7 @@ from pipeline.io.audit import LedgerEntry, audited
 from pipeline.io.delta import is_delta_table, read_delta, table_version
 from pipeline.model import bootstrap, sampling
 from pipeline.model.candidates import grid_points, make_estimator, model_summary
+from pipeline.model.compiled import scoring_tags
 from pipeline.model.evaluate import (
     HIGHER_IS_BETTER,
     Histogram,
@@ -716,6 +717,14 @@ def _track_register_gate(
         for path in [*ev.plots, report_dir / "summary.json", report_dir / "summary.md"]:
             mlflow.log_artifact(str(path), "evaluation")
 
+        # Whether scoring may use the compiled expression: checked once here, on test rows.
+        scoring = (
+            {}
+            if spec.task == "recommendation"
+            else scoring_tags(
+                ev.final, ev.example, classification=spec.task == "binary_classification"
+            )
+        )
         version = log_and_register(
             spark,
             ev.final,
@@ -726,6 +735,7 @@ def _track_register_gate(
                 "features_version": str(features_version),
                 "run_date": str(run_date),
                 "pipeline": spec.name,
+                **scoring,
             },
         )
         gate_metric = ev.gate.metric

@@ -32,7 +32,7 @@ from benchlib.procmem import own_hwm_mb
 from benchlib.report import regparam_to_c
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from pipeline.config import AppConfig
 
@@ -361,11 +361,14 @@ def train_gbt_sklearn(ctx: Context, config: AppConfig, spark: SparkSession | Non
 # --------------------------------------------------------------------------------------------------
 
 
-def _predictions(ctx: Context, scored: DataFrame, *, classification: bool) -> DataFrame:
+def _predictions(
+    ctx: Context, scored: DataFrame, score: Column, *, classification: bool
+) -> DataFrame:
     from pipeline.score.runner import predictions_frame
 
     return predictions_frame(
         scored,
+        score,
         keys=[KEY],
         threshold=0.5,
         model="bench-lr",
@@ -384,10 +387,12 @@ def _written(spark: SparkSession, path: str) -> int:
 
 
 def score_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
-    """The saved PipelineModel, `predictions_frame`, `write_predictions` (replaceWhere run_date)."""
+    """The saved PipelineModel scored as the score stage does (the compiled expression when the
+    set-up's check passed, as registration checks it), `predictions_frame`, `write_predictions`."""
     from pyspark.ml import PipelineModel
 
     from pipeline.io.delta import read_delta
+    from pipeline.model.compiled import COMPILED, model_scores
     from pipeline.score.runner import write_predictions
 
     assert spark is not None
@@ -396,11 +401,16 @@ def score_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Q
     clock.start()
     model = PipelineModel.load(str(ctx.manifest["model_path"]))
     clock.lap("load_model")
-    scored = model.transform(read_delta(spark, ctx.table))
-    write_predictions(_predictions(ctx, scored, classification=True), out, RUN_DATE)
+    scored, score, path = model_scores(
+        model,
+        read_delta(spark, ctx.table),
+        classification=True,
+        compiled=ctx.manifest.get("scoring_path") == COMPILED,
+    )
+    write_predictions(_predictions(ctx, scored, score, classification=True), out, RUN_DATE)
     clock.lap("score_and_write")
     clock.stop()
-    return {"rows_written": _written(spark, out)}
+    return {"rows_written": _written(spark, out), "scoring_path": path}
 
 
 def score_spark_udf(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
@@ -424,7 +434,8 @@ def score_spark_udf(ctx: Context, config: AppConfig, spark: SparkSession | None)
     rows = read_delta(spark, ctx.table)
     inputs = [F.col(c) for c in NUMERIC + CATEGORICAL]
     scored = rows.withColumn("prediction", predict(F.struct(*inputs)))
-    write_predictions(_predictions(ctx, scored, classification=False), out, RUN_DATE)
+    score = F.col("prediction").cast("double")
+    write_predictions(_predictions(ctx, scored, score, classification=False), out, RUN_DATE)
     clock.lap("score_and_write")
     clock.stop()
     return {"rows_written": _written(spark, out)}

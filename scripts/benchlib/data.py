@@ -123,6 +123,7 @@ def setup(
     from pipeline.generate import generate
     from pipeline.io.delta import read_delta
     from pipeline.model import sampling
+    from pipeline.model.compiled import SCORING_TAG, scoring_tags
     from pipeline.model.registry import pip_requirements
     from pipeline.tracking import configure_mlflow, ensure_experiment
     from pipeline.train.runner import GridResult, assign_folds, fit_final, split
@@ -172,6 +173,8 @@ def setup(
     )
     model = fit_final(config, train, winner)
     model.write().overwrite().save(uri(layout.model))
+    # The check registration makes: may the score stage use the compiled expression?
+    scoring = scoring_tags(model, test, classification=True)
     inputs = [*NUMERIC, *CATEGORICAL]
     sample = data.select(*inputs).limit(5)
     signature = infer_signature(
@@ -210,6 +213,7 @@ def setup(
         "model_path": uri(layout.model),
         "model_uri": info.model_uri,
         "model_run_id": run_id,
+        "scoring_path": scoring[SCORING_TAG],
         "tracking_uri": config.mlflow.tracking_uri,
         "ingest_rows": ingest_rows,
         "ingest_lines": ingest_lines,

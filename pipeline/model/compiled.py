@@ -1,0 +1,350 @@
+"""A fitted pipeline's score as one SQL expression, for batch scoring.
+
+`PipelineModel.transform` runs every vector stage as a UDF: each row is boxed into a vector by the
+assembler, copied into a new vector by the scaler and the one-hot encoder, assembled again, then
+turned into raw-prediction and probability vectors that `vector_to_array` unboxes. On 1M rows that
+is most of the scoring time. A linear model over linear preprocessing is a sum of scalar terms, so
+this module folds those stages into one SQL expression over the input columns, which Spark's
+whole-stage code generation evaluates with no vector objects at all.
+
+Stages that only make scalar columns (the casting `SQLTransformer`, `Imputer`, `StringIndexer`,
+the rare-category grouper) are applied as they are: they are SQL already. Vector stages become lists
+of per-slot expressions (a one-hot block stays an index and a size, so a coefficient is looked up,
+not summed over every category). A stage without a compiled form (trees, MinMaxScaler, multinomial
+models, a custom stage) makes `compile_score` return `None`, and the caller uses `transform`.
+
+The expression follows MLlib's arithmetic: a standard scaler multiplies by `1 / std` (0 for a
+constant column), a margin is the features-coefficients dot product plus the intercept, and a
+logistic model's positive-class probability is `1 - 1 / (1 + exp(margin))`, as MLlib computes it.
+`check_against_transform` compares the two on rows of the run before the expression is trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from pipeline.model.evaluate import score_column
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+
+log = logging.getLogger(__name__)
+
+SCORING_TAG = "scoring_path"  # model version tag: "compiled" once verified at registration
+COMPILED = "compiled"
+TRANSFORM = "transform"
+SCORE = "__score__"
+_ROW = "__row__"
+_ALIAS = re.compile(r"^\s*SELECT\s+\*\s*,\s*`?(\w+)`?\s+AS\s+`?(\w+)`?\s+FROM\s+__THIS__\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class _OneHot:
+    """A one-hot block: slot k is 1.0 when the index equals k, else 0.0."""
+
+    index: Column
+    size: int
+
+    def slots(self) -> list[Column]:
+        return [F.when(self.index == F.lit(float(k)), 1.0).otherwise(0.0) for k in range(self.size)]
+
+    def dot(self, weights: list[float]) -> Column:
+        # One lookup instead of `size` products; the out-of-range index MLlib would reject adds 0.
+        table = F.array(*[F.lit(w) for w in weights])
+        return F.coalesce(F.try_element_at(table, self.index.cast("int") + F.lit(1)), F.lit(0.0))
+
+
+_Segment = list[Column] | _OneHot
+
+
+@dataclass(frozen=True)
+class _Vector:
+    """A vector column as expressions: dense runs of slots and one-hot blocks, in slot order."""
+
+    segments: tuple[_Segment, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(s.size if isinstance(s, _OneHot) else len(s) for s in self.segments)
+
+    def dense(self) -> list[Column]:
+        out: list[Column] = []
+        for s in self.segments:
+            out += s.slots() if isinstance(s, _OneHot) else s
+        return out
+
+    def dot(self, weights: list[float]) -> Column:
+        """Sum of weight x slot in slot order (MLlib's `BLAS.dot` order, zero terms included)."""
+        if len(weights) != self.size:
+            raise ValueError(f"{len(weights)} weights for a vector of {self.size} slots")
+        total: Column | None = None
+        at = 0
+        for s in self.segments:
+            if isinstance(s, _OneHot):
+                terms = [s.dot(weights[at : at + s.size])]
+                at += s.size
+            else:
+                terms = [F.lit(w) * e for w, e in zip(weights[at : at + len(s)], s, strict=True)]
+                at += len(s)
+            for t in terms:
+                total = t if total is None else total + t
+        return total if total is not None else F.lit(0.0)
+
+
+class _UnsupportedError(Exception):
+    """A stage without a compiled form: the caller scores with `transform`."""
+
+
+@dataclass(frozen=True)
+class CompiledScore:
+    """The rows the scalar stages produced, and the score as an expression over them."""
+
+    frame: DataFrame
+    score: Column
+    stages: int
+
+
+def compile_score(
+    model: PipelineModel, rows: DataFrame, *, classification: bool
+) -> CompiledScore | None:
+    """The score of `model` on `rows` as one expression, or `None` when a stage has no compiled form.
+
+    The score is the positive-class probability (the sigmoid of the margin for a linear SVM, as
+    `score_column` reads it) for classification, the prediction for regression.
+    """
+    try:
+        frame, score = _compile(model, rows, classification)
+    except _UnsupportedError as exc:
+        log.info("no compiled form, scoring with transform: %s", exc)
+        return None
+    return CompiledScore(frame, score, len(model.stages))
+
+
+def model_scores(
+    model: PipelineModel, rows: DataFrame, *, classification: bool, compiled: bool
+) -> tuple[DataFrame, Column, str]:
+    """The scored rows, the score column and the path taken (`compiled` or `transform`).
+
+    `compiled` asks for the compiled expression; a pipeline without one is scored by `transform`.
+    """
+    if compiled:
+        found = compile_score(model, rows, classification=classification)
+        if found is not None:
+            return found.frame, found.score, COMPILED
+    scored = model.transform(rows)
+    score = score_column(scored) if classification else F.col("prediction").cast("double")
+    return scored, score, TRANSFORM
+
+
+def scoring_tags(model: PipelineModel, rows: DataFrame, *, classification: bool) -> dict[str, str]:
+    """Model-version tags saying how the model may be scored, checked on `rows` (test rows)."""
+    problem = check_against_transform(model, rows, classification=classification)
+    if problem is None:
+        return {SCORING_TAG: COMPILED}
+    log.info("the model will be scored with transform: %s", problem)
+    return {SCORING_TAG: TRANSFORM, f"{SCORING_TAG}.reason": problem[:500]}
+
+
+def _compile(
+    model: PipelineModel, rows: DataFrame, classification: bool
+) -> tuple[DataFrame, Column]:
+    from pyspark.ml.classification import LinearSVCModel, LogisticRegressionModel
+    from pyspark.ml.feature import (
+        ImputerModel,
+        OneHotEncoderModel,
+        PCAModel,
+        SQLTransformer,
+        StandardScalerModel,
+        StringIndexerModel,
+        UnivariateFeatureSelectorModel,
+        VarianceThresholdSelectorModel,
+        VectorAssembler,
+    )
+    from pyspark.ml.regression import LinearRegressionModel
+
+    from pipeline.model.preprocess import RareCategoryGroupingModel
+
+    frame = rows
+    vectors: dict[str, _Vector] = {}
+    stages: list[Any] = list(model.stages)
+    if not stages:
+        raise _UnsupportedError("the pipeline has no stages")
+    *preprocessing, predictor = stages
+    for stage in preprocessing:
+        name = type(stage).__name__
+        if isinstance(stage, SQLTransformer):
+            statement = stage.getStatement()
+            alias = _ALIAS.match(statement)
+            if alias and alias.group(1) in vectors:
+                vectors[alias.group(2)] = vectors[alias.group(1)]
+            elif any(re.search(rf"\b{re.escape(v)}\b", statement) for v in vectors):
+                raise _UnsupportedError(f"a SQLTransformer reads a vector column: {statement}")
+            else:
+                frame = stage.transform(frame)
+        elif isinstance(stage, (ImputerModel, StringIndexerModel, RareCategoryGroupingModel)):
+            _scalar_inputs(stage, vectors)
+            frame = stage.transform(frame)
+        elif isinstance(stage, VectorAssembler):
+            vectors[stage.getOutputCol()] = _assemble(stage, frame, vectors)
+        elif isinstance(stage, StandardScalerModel):
+            vectors[stage.getOutputCol()] = _standard_scale(stage, _vector(stage, vectors))
+        elif isinstance(stage, OneHotEncoderModel):
+            for out, block in _one_hot(stage, vectors).items():
+                vectors[out] = _Vector((block,))
+        elif isinstance(stage, (VarianceThresholdSelectorModel, UnivariateFeatureSelectorModel)):
+            slots = _vector(stage, vectors, "featuresCol").dense()
+            # The model lists its features by rank; the output vector keeps them in input order.
+            kept = sorted(stage.selectedFeatures)
+            vectors[stage.getOutputCol()] = _Vector(([slots[i] for i in kept],))
+        elif isinstance(stage, PCAModel):
+            vectors[stage.getOutputCol()] = _pca(stage, _vector(stage, vectors))
+        else:
+            raise _UnsupportedError(f"no compiled form for {name}")
+
+    features = _vector(predictor, vectors, "featuresCol")
+    if isinstance(predictor, LogisticRegressionModel):
+        if not classification or predictor.numClasses != 2:
+            raise _UnsupportedError("only a binary LogisticRegressionModel compiles")
+        margin = features.dot(_weights(predictor)) + F.lit(float(predictor.intercept))
+        # MLlib's binary raw2probability: p0 = 1 / (1 + exp(-raw0)) with raw0 = -margin, p1 = 1 - p0.
+        score = F.lit(1.0) - F.lit(1.0) / (F.lit(1.0) + F.exp(margin))
+    elif isinstance(predictor, LinearSVCModel):
+        if not classification:
+            raise _UnsupportedError("a LinearSVCModel scores a classification")
+        margin = features.dot(_weights(predictor)) + F.lit(float(predictor.intercept))
+        score = F.lit(1.0) / (F.lit(1.0) + F.exp(-margin))
+    elif isinstance(predictor, LinearRegressionModel):
+        if classification:
+            raise _UnsupportedError("a LinearRegressionModel does not score a classification")
+        score = features.dot(_weights(predictor)) + F.lit(float(predictor.intercept))
+    else:
+        raise _UnsupportedError(f"no compiled form for {type(predictor).__name__}")
+    return frame, score.cast("double")
+
+
+def _weights(predictor: Any) -> list[float]:
+    return [float(w) for w in predictor.coefficients.toArray()]
+
+
+def _vector(stage: Any, vectors: dict[str, _Vector], param: str = "inputCol") -> _Vector:
+    column = stage.getOrDefault(stage.getParam(param))
+    if column not in vectors:
+        raise _UnsupportedError(f"{type(stage).__name__} reads {column!r}, not a compiled vector")
+    return vectors[column]
+
+
+def _scalar_inputs(stage: Any, vectors: dict[str, _Vector]) -> None:
+    """A scalar stage must not read a vector column (it would need the materialised vector)."""
+    inputs: list[str] = []
+    for param in ("inputCols", "inputCol"):
+        if stage.hasParam(param) and stage.isDefined(stage.getParam(param)):
+            value = stage.getOrDefault(stage.getParam(param))
+            inputs += list(value) if isinstance(value, list) else [value]
+    if any(c in vectors for c in inputs):
+        raise _UnsupportedError(f"{type(stage).__name__} reads a vector column")
+
+
+def _assemble(stage: Any, frame: DataFrame, vectors: dict[str, _Vector]) -> _Vector:
+    if stage.getHandleInvalid() != "keep":
+        # "error" fails and "skip" drops a row with a null; only "keep" (null -> NaN) is a value.
+        raise _UnsupportedError(f"VectorAssembler with handleInvalid={stage.getHandleInvalid()}")
+    numeric = ("double", "float", "int", "bigint", "smallint", "tinyint", "boolean", "decimal")
+    types = dict(frame.dtypes)
+    segments: list[_Segment] = []
+    for column in stage.getInputCols():
+        if column in vectors:
+            segments += vectors[column].segments
+        elif types.get(column, "").startswith(numeric):
+            segments.append([F.coalesce(F.col(column).cast("double"), F.lit(math.nan))])
+        else:
+            raise _UnsupportedError(f"VectorAssembler input {column!r} is {types.get(column)}")
+    return _Vector(tuple(segments))
+
+
+def _standard_scale(stage: Any, vector: _Vector) -> _Vector:
+    with_mean, with_std = stage.getWithMean(), stage.getWithStd()
+    means = [float(m) for m in stage.mean.toArray()]
+    # MLlib scales by the reciprocal, and by 0 where the training column was constant.
+    scales = [0.0 if s == 0 else 1.0 / float(s) for s in stage.std.toArray()]
+    out: list[Column] = []
+    for i, slot in enumerate(vector.dense()):
+        value = slot - F.lit(means[i]) if with_mean else slot
+        out.append(value * F.lit(scales[i]) if with_std else value)
+    return _Vector((out,))
+
+
+def _one_hot(stage: Any, vectors: dict[str, _Vector]) -> dict[str, _OneHot]:
+    if stage.getHandleInvalid() != "error":
+        raise _UnsupportedError("OneHotEncoder with handleInvalid=keep")
+    _scalar_inputs(stage, vectors)
+    if stage.isDefined(stage.inputCols):
+        inputs, outputs = stage.getInputCols(), stage.getOutputCols()
+    else:
+        inputs, outputs = [stage.getInputCol()], [stage.getOutputCol()]
+    drop = 1 if stage.getDropLast() else 0
+    return {
+        out: _OneHot(F.col(col).cast("double"), int(size) - drop)
+        for col, out, size in zip(inputs, outputs, stage.categorySizes, strict=True)
+    }
+
+
+def _pca(stage: Any, vector: _Vector) -> _Vector:
+    pc = stage.pc.toArray()  # n x k: component j is column j, applied without centring
+    dense = _Vector((vector.dense(),))
+    return _Vector(([dense.dot([float(w) for w in pc[:, j]]) for j in range(pc.shape[1])],))
+
+
+def check_against_transform(
+    model: PipelineModel,
+    rows: DataFrame,
+    *,
+    classification: bool,
+    sample: int = 1000,
+    tolerance: float = 1e-9,
+) -> str | None:
+    """Compare the compiled score with `transform` on up to `sample` of the rows.
+
+    None when every score agrees within `tolerance` (relative to the score's size, at least 1),
+    else why not: no compiled form, or the worst row's gap. The sample is brought to the driver and
+    rebuilt as a local frame, so both sides score exactly the same rows.
+    """
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    taken = rows.limit(sample).collect()
+    if not taken:
+        return None
+    schema = StructType([StructField(_ROW, LongType(), False), *rows.schema.fields])
+    local = rows.sparkSession.createDataFrame([(i, *row) for i, row in enumerate(taken)], schema)
+    try:
+        frame, score = _compile(model, local, classification)
+    except _UnsupportedError as exc:
+        return str(exc)
+    ours = {r[_ROW]: r[SCORE] for r in frame.select(_ROW, score.alias(SCORE)).collect()}
+    scored = model.transform(local)
+    expected = score_column(scored) if classification else F.col("prediction").cast("double")
+    worst: tuple[float, int] | None = None
+    for r in scored.select(_ROW, expected.alias(SCORE)).collect():
+        a, b = ours.get(r[_ROW]), r[SCORE]
+        gap = _gap(a, b)
+        if gap > tolerance * max(1.0, abs(b) if b is not None and math.isfinite(b) else 1.0) and (
+            worst is None or gap > worst[0]
+        ):
+            worst = (gap, int(r[_ROW]))
+    if worst is None:
+        return None
+    return f"the compiled and transform scores differ by {worst[0]:.3g} on sample row {worst[1]}"
+
+
+def _gap(a: float | None, b: float | None) -> float:
+    if a is None or b is None:
+        return 0.0 if a is None and b is None else math.inf
+    if math.isnan(a) or math.isnan(b):
+        return 0.0 if math.isnan(a) and math.isnan(b) else math.inf
+    return abs(a - b)
