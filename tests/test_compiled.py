@@ -97,6 +97,9 @@ PREDICTORS: dict[str, Callable[[], Any]] = {
     ),
     "svc": lambda: LinearSVC(featuresCol=FEATURES, labelCol="label"),
     "linear": lambda: LinearRegression(featuresCol=FEATURES, labelCol="target", regParam=0.1),
+    "multinomial": lambda: LogisticRegression(
+        featuresCol=FEATURES, labelCol="label", family="multinomial", maxIter=20
+    ),
     "gbt": lambda: GBTClassifier(featuresCol=FEATURES, labelCol="label", maxIter=3, maxDepth=2),
 }
 
@@ -167,6 +170,7 @@ def test_model_scores_takes_the_compiled_path_only_when_asked(spark: SparkSessio
     [
         pytest.param(BASE, "gbt", "GBTClassificationModel", id="trees"),
         pytest.param({**BASE, "scale": "minmax"}, "logistic", "MinMaxScalerModel", id="minmax"),
+        pytest.param(BASE, "multinomial", "binomial", id="multinomial-logistic"),
     ],
 )
 def test_pipelines_without_a_compiled_form_are_scored_by_transform(

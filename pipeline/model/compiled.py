@@ -56,9 +56,13 @@ class _OneHot:
         return [F.when(self.index == F.lit(float(k)), 1.0).otherwise(0.0) for k in range(self.size)]
 
     def dot(self, weights: list[float]) -> Column:
-        # One lookup instead of `size` products; the out-of-range index MLlib would reject adds 0.
+        # One lookup instead of `size` products. An index outside the block (MLlib's encoder would
+        # reject it; the indexer never emits one) adds 0.
         table = F.array(*[F.lit(w) for w in weights])
-        return F.coalesce(F.try_element_at(table, self.index.cast("int") + F.lit(1)), F.lit(0.0))
+        inside = (self.index >= F.lit(0.0)) & (self.index < F.lit(float(self.size)))
+        return F.when(inside, F.element_at(table, self.index.cast("int") + F.lit(1))).otherwise(
+            F.lit(0.0)
+        )
 
 
 _Segment = list[Column] | _OneHot
@@ -210,8 +214,9 @@ def _compile(
 
     features = _vector(predictor, vectors, "featuresCol")
     if isinstance(predictor, LogisticRegressionModel):
-        if not classification or predictor.numClasses != 2:
-            raise _UnsupportedError("only a binary LogisticRegressionModel compiles")
+        multinomial = predictor.getOrDefault(predictor.family) == "multinomial"
+        if not classification or predictor.numClasses != 2 or multinomial:
+            raise _UnsupportedError("only a binomial LogisticRegressionModel compiles")
         margin = features.dot(_weights(predictor)) + F.lit(float(predictor.intercept))
         # MLlib's binary raw2probability: p0 = 1 / (1 + exp(-raw0)) with raw0 = -margin, p1 = 1 - p0.
         score = F.lit(1.0) - F.lit(1.0) / (F.lit(1.0) + F.exp(margin))
