@@ -193,7 +193,7 @@ def test_pipelines_without_a_compiled_form_are_scored_by_transform(
     assert reason in tags[f"{SCORING_TAG}.reason"]
 
 
-def test_registration_check_passes_a_compilable_model_and_reports_a_gap(
+def test_registration_check_passes_a_compilable_model_and_reports_gaps_and_empty_samples(
     spark: SparkSession,
 ) -> None:
     model = fit(spark, BASE, "logistic")
@@ -204,5 +204,8 @@ def test_registration_check_passes_a_compilable_model_and_reports_a_gap(
     gap = check_against_transform(model, rows, classification=True, tolerance=-1.0)
     assert gap is not None
     assert gap.startswith("the compiled and transform scores differ by")
-    # No rows: nothing to disagree on.
-    assert check_against_transform(model, rows.limit(0), classification=True) is None
+    # No rows checked is no agreement: such a model keeps transform.
+    assert scoring_tags(model, rows.limit(0), classification=True) == {
+        SCORING_TAG: TRANSFORM,
+        f"{SCORING_TAG}.reason": "no rows to compare the compiled score with transform on",
+    }

@@ -112,7 +112,6 @@ class CompiledScore:
 
     frame: DataFrame
     score: Column
-    stages: int
 
 
 def compile_score(
@@ -128,7 +127,7 @@ def compile_score(
     except _UnsupportedError as exc:
         log.info("no compiled form, scoring with transform: %s", exc)
         return None
-    return CompiledScore(frame, score, len(model.stages))
+    return CompiledScore(frame, score)
 
 
 def model_scores(
@@ -317,20 +316,22 @@ def check_against_transform(
     """Compare the compiled score with `transform` on up to `sample` of the rows.
 
     None when every score agrees within `tolerance` (relative to the score's size, at least 1),
-    else why not: no compiled form, or the worst row's gap. The sample is brought to the driver and
-    rebuilt as a local frame, so both sides score exactly the same rows.
+    else why not: no compiled form, no rows to compare on, or the worst row's gap. The sample is
+    brought to the driver and rebuilt as a local frame, so both sides score exactly the same rows.
     """
     from pyspark.sql.types import LongType, StructField, StructType
 
-    taken = rows.limit(sample).collect()
-    if not taken:
-        return None
-    schema = StructType([StructField(_ROW, LongType(), False), *rows.schema.fields])
-    local = rows.sparkSession.createDataFrame([(i, *row) for i, row in enumerate(taken)], schema)
     try:
-        frame, score = _compile(model, local, classification)
+        # Lazy: finds a stage without a compiled form before any row is read.
+        _compile(model, rows, classification)
     except _UnsupportedError as exc:
         return str(exc)
+    taken = rows.limit(sample).collect()
+    if not taken:
+        return "no rows to compare the compiled score with transform on"
+    schema = StructType([StructField(_ROW, LongType(), False), *rows.schema.fields])
+    local = rows.sparkSession.createDataFrame([(i, *row) for i, row in enumerate(taken)], schema)
+    frame, score = _compile(model, local, classification)
     ours = {r[_ROW]: r[SCORE] for r in frame.select(_ROW, score.alias(SCORE)).collect()}
     scored = model.transform(local)
     expected = score_column(scored) if classification else F.col("prediction").cast("double")
@@ -338,9 +339,8 @@ def check_against_transform(
     for r in scored.select(_ROW, expected.alias(SCORE)).collect():
         a, b = ours.get(r[_ROW]), r[SCORE]
         gap = _gap(a, b)
-        if gap > tolerance * max(1.0, abs(b) if b is not None and math.isfinite(b) else 1.0) and (
-            worst is None or gap > worst[0]
-        ):
+        size = abs(b) if b is not None and math.isfinite(b) else 1.0
+        if gap > tolerance * max(1.0, size) and (worst is None or gap > worst[0]):
             worst = (gap, int(r[_ROW]))
     if worst is None:
         return None
