@@ -21,8 +21,10 @@ logistic model's positive-class probability is `1 - 1 / (1 + exp(margin))`, as M
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import operator
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -88,18 +90,17 @@ class _Vector:
         """Sum of weight x slot in slot order (MLlib's `BLAS.dot` order, zero terms included)."""
         if len(weights) != self.size:
             raise ValueError(f"{len(weights)} weights for a vector of {self.size} slots")
-        total: Column | None = None
+        terms: list[Column] = []
         at = 0
         for s in self.segments:
             if isinstance(s, _OneHot):
-                terms = [s.dot(weights[at : at + s.size])]
+                terms.append(s.dot(weights[at : at + s.size]))
                 at += s.size
             else:
-                terms = [F.lit(w) * e for w, e in zip(weights[at : at + len(s)], s, strict=True)]
+                terms += [F.lit(w) * e for w, e in zip(weights[at : at + len(s)], s, strict=True)]
                 at += len(s)
-            for t in terms:
-                total = t if total is None else total + t
-        return total if total is not None else F.lit(0.0)
+        # Left to right, as MLlib sums: (t0 + t1) + t2 ...
+        return functools.reduce(operator.add, terms) if terms else F.lit(0.0)
 
 
 class _UnsupportedError(Exception):
@@ -333,8 +334,7 @@ def check_against_transform(
     local = rows.sparkSession.createDataFrame([(i, *row) for i, row in enumerate(taken)], schema)
     frame, score = _compile(model, local, classification)
     ours = {r[_ROW]: r[SCORE] for r in frame.select(_ROW, score.alias(SCORE)).collect()}
-    scored = model.transform(local)
-    expected = score_column(scored) if classification else F.col("prediction").cast("double")
+    scored, expected, _ = model_scores(model, local, classification=classification, compiled=False)
     worst: tuple[float, int] | None = None
     for r in scored.select(_ROW, expected.alias(SCORE)).collect():
         a, b = ours.get(r[_ROW]), r[SCORE]

@@ -3,9 +3,9 @@
 The champion is loaded as a native Spark `PipelineModel` (not `mlflow.pyfunc.spark_udf`, which
 moves every row through Python). A champion whose compiled SQL expression was checked against
 `transform` at registration (`pipeline.model.compiled`) is scored through that expression, with
-no vector UDFs; any other through `transform`. The run date's partition of the predictions table is replaced
-atomically (`replaceWhere run_date = D`), so a rerun gives the same content, never duplicates, and
-a run killed mid-write leaves the previous complete set (or none) in place.
+no vector UDFs; any other through `transform`. The run date's partition of the predictions table
+is replaced atomically (`replaceWhere run_date = D`), so a rerun gives the same content, never
+duplicates, and a run killed mid-write leaves the previous complete set (or none) in place.
 """
 
 from __future__ import annotations

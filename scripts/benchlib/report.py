@@ -28,7 +28,8 @@ DESCRIPTIONS: dict[str, str] = {
     "255 bins) + test AUC",
     "train_gbt_sklearn": "`HistGradientBoostingClassifier` (depth 5, 50 iterations, rate 0.3, "
     "its default 255 bins), same preprocessing, same rows",
-    "score_ours": "saved `PipelineModel` → compiled score expression (checked against `transform` at set-up) → `predictions_frame` → `write_predictions` (Delta)",
+    "score_ours": "saved `PipelineModel` → compiled score expression (checked against "
+    "`transform` at set-up) → `predictions_frame` → `write_predictions` (Delta)",
     "score_spark_udf": "`mlflow.pyfunc.spark_udf(env_manager='local')` on the same model, same "
     "rows, same Delta write",
     "score_io_floor": "plain Delta → Delta copy of the same rows (all columns)",
