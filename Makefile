@@ -4,12 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow test-cluster test-all lint format bench clean help
+.PHONY: setup demo test test-commands test-usecases test-faults test-slow test-cluster test-all lint format bench clean help
 .PHONY: hdfs-start hdfs-stop cluster-start cluster-stop mlflow-start mlflow-stop
 
 help:
 	@echo "make demo          run the main job on the embedded default (local mode)"
 	@echo "make test          the default test suite (sets everything up first)"
+	@echo "make test-commands every README command in its own process, in order"
+	@echo "make test-usecases the shipped use cases trained end to end"
+	@echo "make test-faults   kill-and-rerun at every commit point and at random moments"
 	@echo "make test-slow     long end-to-end suites"
 	@echo "make test-cluster  spark-submit on a standalone cluster + MLflow server + HDFS"
 	@echo "make lint          ruff + mypy"
@@ -28,8 +31,22 @@ demo: setup
 	rm -rf data/demo
 	MLPIPE_DATA=data/demo $(PY) -m pipeline demo $(DEMO_ARGS)
 
+# The default suite; the longer ones below are marked and run on their own (CI runs them all).
+FAST_SUITE := not slow and not cluster and not commands and not usecases and not faults
 test: setup
-	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "$(FAST_SUITE)" $(PYTEST_ARGS)
+
+# Every README command in its own fresh process, in order, on the shipped fraud pipeline.
+test-commands: setup
+	$(PY) -m pytest -m "commands" $(PYTEST_ARGS)
+
+# The shipped use cases (fraud, churn, maintenance, recommendation) trained from their YAML.
+test-usecases: setup
+	$(PY) -m pytest -m "usecases" $(PYTEST_ARGS)
+
+# Kill-and-rerun: every commit point of every stage, and kills at random moments.
+test-faults: setup
+	$(PY) -m pytest -m "faults" $(PYTEST_ARGS)
 
 test-slow: setup
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)

@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import traceback
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from pipeline.config import AppConfig, load_config
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.io.audit import new_run_id
+from pipeline.rundate import default_run_date
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -68,7 +69,8 @@ def _common(parser: argparse.ArgumentParser, *, pipeline: bool, run_date: bool) 
             "--run-date",
             type=_run_date,
             metavar="YYYY-MM-DD",
-            help="the logical date of the run (default: today, UTC)",
+            help="the logical date of the run (default: yesterday in UTC, the last day that has "
+            "ended, as the cron wrapper and the Airflow DAG pass it)",
         )
     group.add_argument(
         "--env",
@@ -92,11 +94,6 @@ def _common(parser: argparse.ArgumentParser, *, pipeline: bool, run_date: bool) 
     group.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
 
 
-def new_run_id() -> str:
-    """A fresh run id (shared by every stage of one nightly run)."""
-    return uuid.uuid4().hex
-
-
 def _ingest(inv: Invocation) -> int:
     from pipeline.ingest.runner import run_ingest
 
@@ -109,16 +106,18 @@ def _ingest(inv: Invocation) -> int:
 def _features(inv: Invocation) -> int:
     from pipeline.features.runner import run_features
 
+    inv.config.require_pipeline().require_features()  # before Spark starts
     entry = run_features(inv.spark(), inv.config, run_date=inv.args.run_date, run_id=new_run_id())
     print(entry.summary())
     return EXIT_OK
 
 
 def _train(inv: Invocation) -> int:
-    from pipeline.train.runner import run_train
+    from pipeline.train.runner import check_training, run_train
 
+    check_training(inv.config)  # before Spark starts
     result = run_train(inv.spark(), inv.config, run_date=inv.args.run_date, run_id=new_run_id())
-    print(result.summary())
+    print(result.describe())
     print(f"report: {result.report_dir}")
     return EXIT_OK
 
@@ -166,15 +165,35 @@ def _status(inv: Invocation) -> int:
 
 
 def _demo(inv: Invocation) -> int:
-    from pipeline.demo import run_demo
+    from pipeline.demo import USE_CASE, DemoPlan, run_demo
 
-    return run_demo(inv)
+    args = inv.args
+    config = load_config(USE_CASE, env=args.env, conf_dir=args.conf_dir, overrides=args.overrides)
+    plan = DemoPlan(args.days, args.rows_per_day, args.start_date, args.seed)
+    return run_demo(inv.spark(), config, plan)
 
 
 def _generate(inv: Invocation) -> int:
-    from pipeline.generate import generate_command
+    from pipeline.generate import check_request, generate
 
-    return generate_command(inv)
+    args = inv.args
+    out = args.out or f"{inv.config.storage.landing.rstrip('/')}/{args.use_case}"
+    # Validated before Spark starts; only remote output needs (and starts) Spark.
+    remote = check_request(
+        args.use_case, out, days=args.days, rows_per_day=args.rows_per_day, seed=args.seed
+    )
+    report = generate(
+        args.use_case,
+        out,
+        days=args.days,
+        rows_per_day=args.rows_per_day,
+        start_date=args.start_date,
+        seed=args.seed,
+        gzip=bool(args.gzip),
+        spark=inv.spark() if remote else None,
+    )
+    print(report.summary())
+    return EXIT_OK
 
 
 def _check(inv: Invocation) -> int:
@@ -312,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     preexisting = _active_spark() is not None  # e.g. a test's session: not ours to stop
     if getattr(args, "run_date", "absent") is None:
-        args.run_date = dt.datetime.now(dt.timezone.utc).date()
+        args.run_date = default_run_date()
     try:
         return handlers[args.command](Invocation(args=args, config=config))
     except ConfigError as exc:

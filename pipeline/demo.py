@@ -9,55 +9,63 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipeline.config import load_config
+from pipeline.config.models import AppConfig
+from pipeline.generate import generate
+from pipeline.io.audit import new_run_id
+from pipeline.nightly import pipeline_lock, run_nightly
 from pipeline.paths import PipelinePaths, join_uri
+from pipeline.status import pipeline_status
+from pipeline.train.runner import TrainResult
 
 if TYPE_CHECKING:
-    from pipeline.cli import Invocation
-    from pipeline.train.runner import TrainResult
+    from pyspark.sql import SparkSession
 
 USE_CASE = "fraud"
 
 
-def run_demo(inv: Invocation) -> int:
-    """Generate, run every night, summarise; the exit code."""
-    from pipeline.cli import new_run_id
-    from pipeline.generate import generate
-    from pipeline.nightly import pipeline_lock, run_nightly
-    from pipeline.status import pipeline_status
+@dataclass(frozen=True)
+class DemoPlan:
+    """How many nights of how much data, from which date."""
 
-    args = inv.args
-    config = load_config(USE_CASE, env=args.env, conf_dir=args.conf_dir, overrides=args.overrides)
+    days: int
+    rows_per_day: int
+    start_date: dt.date
+    seed: int
+
+
+def run_demo(spark: SparkSession, config: AppConfig, plan: DemoPlan) -> int:
+    """Generate, run every night, summarise; the exit code. `config` is the fraud pipeline's."""
     paths = PipelinePaths.of(config)
-    spark = inv.spark()
     trained: TrainResult | None = None
     started = time.monotonic()
     print(
-        f"mlpipe demo: {args.days} nights of {args.rows_per_day:,} card transactions, local Spark "
+        f"mlpipe demo: {plan.days} nights of {plan.rows_per_day:,} card transactions, local Spark "
         f"({spark.sparkContext.master}), MLflow at {config.mlflow.tracking_uri}",
         flush=True,
     )
     with pipeline_lock(config):
-        for night in range(args.days):
-            day = args.start_date + dt.timedelta(days=night)
+        for night in range(plan.days):
+            day = plan.start_date + dt.timedelta(days=night)
             t0 = time.monotonic()
-            print(f"[night {night + 1}/{args.days}] {day}: landing raw files ...", flush=True)
+            print(f"[night {night + 1}/{plan.days}] {day}: landing raw files ...", flush=True)
             generate(
                 USE_CASE,
                 paths.landing,
                 days=1,
-                rows_per_day=args.rows_per_day,
+                rows_per_day=plan.rows_per_day,
                 start_date=day,
-                seed=args.seed,
+                seed=plan.seed,
+                spark=spark,
             )
-            print(f"[night {night + 1}/{args.days}] {day}: nightly flow ...", flush=True)
+            print(f"[night {night + 1}/{plan.days}] {day}: nightly flow ...", flush=True)
             result = run_nightly(spark, config, run_date=day, run_id=new_run_id())
             trained = result.trained or trained
             stages = ", ".join(f"{k} {v}" for k, v in result.stages.items())
             print(
-                f"[night {night + 1}/{args.days}] {day}: {stages} ({time.monotonic() - t0:.0f}s)",
+                f"[night {night + 1}/{plan.days}] {day}: {stages} ({time.monotonic() - t0:.0f}s)",
                 flush=True,
             )
 
@@ -65,7 +73,7 @@ def run_demo(inv: Invocation) -> int:
     print(pipeline_status(spark, config))
     if trained is not None:
         print()
-        print(trained.summary())
+        print(trained.describe())
     elapsed = time.monotonic() - started
     print()
     print(f"done in {elapsed / 60:.1f} min. Where to look:")

@@ -29,3 +29,9 @@ class RunError(PipelineError):
 
 class LedgerMismatchError(RunError):
     """Rows read did not equal rows accepted + quarantined (+ dropped): the run is failed."""
+
+
+class LeaseHeldError(RunError):
+    """Another command holds the pipeline's lease (exit code 75, EX_TEMPFAIL: try again later)."""
+
+    exit_code = 75

@@ -22,14 +22,18 @@ from typing import TYPE_CHECKING
 
 from pipeline.config.models import AppConfig
 from pipeline.errors import RunError
+from pipeline.features.runner import run_features
+from pipeline.ingest.runner import run_ingest
 from pipeline.io.audit import NOOP, SKIPPED, SUCCEEDED, LedgerEntry, read_audit, write_audit
 from pipeline.io.delta import is_delta_table
+from pipeline.model.registry import champion_version
 from pipeline.paths import PipelinePaths
+from pipeline.score.runner import run_score
+from pipeline.tracking import configure_mlflow
+from pipeline.train.runner import TrainResult, run_train
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-    from pipeline.train.runner import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +116,11 @@ def retrain_due(spark: SparkSession, config: AppConfig, run_date: dt.date) -> tu
     from mlflow import MlflowClient
     from pyspark.sql import functions as F
 
-    from pipeline.model.registry import champion_version
-    from pipeline.tracking import configure_mlflow
-    from pipeline.train.runner import model_name
-
     spec = config.require_pipeline()
     if spec.train is None:
         return False, "no train section"
     configure_mlflow(config.mlflow)
-    name = model_name(config)
+    name = spec.model_name
     version = champion_version(name)
     if version is None:
         return True, "no champion yet"
@@ -159,11 +159,6 @@ def run_nightly(
     spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
 ) -> NightlyResult:
     """One night for one date (the caller holds the lock)."""
-    from pipeline.features.runner import run_features
-    from pipeline.ingest.runner import run_ingest
-    from pipeline.score.runner import run_score
-    from pipeline.train.runner import run_train
-
     spec = config.require_pipeline()
     paths = PipelinePaths.of(config)
     result = NightlyResult(run_date, run_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.config.models import AppConfig
 
@@ -27,6 +27,8 @@ class PipelinePaths:
     audit: str
     features: str
     predictions: str
+    lease: str
+    sources: dict[str, str] = field(default_factory=dict)  # source name -> its landing folder
 
     def bronze(self, source: str) -> str:
         """The bronze table of one source."""
@@ -47,9 +49,14 @@ class PipelinePaths:
             audit=t.audit or join_uri(base, "audit"),
             features=t.features or join_uri(base, "features"),
             predictions=t.predictions or join_uri(base, "predictions"),
+            # Beside the tables whatever `tables:` says: every writer of this pipeline finds it.
+            lease=join_uri(base, "_lease"),
+            sources={
+                name: source.path or join_uri(config.storage.landing, spec.name, name)
+                for name, source in spec.sources.items()
+            },
         )
 
-    def source_path(self, config: AppConfig, source: str) -> str:
+    def source_path(self, source: str) -> str:
         """Landing folder of one source: its `path`, else <landing>/<pipeline>/<source>."""
-        spec = config.require_pipeline().source(source)
-        return spec.path or join_uri(self.landing, source)
+        return self.sources[source]

@@ -21,14 +21,11 @@ from typing import TYPE_CHECKING
 
 from pipeline.config.models import SparkConfig
 from pipeline.errors import RunError
+from pipeline.sparkconf import DELTA_CONF
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-DELTA_CONF = {
-    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-}
 LOOPBACK = "127.0.0.1"
 
 
@@ -131,4 +128,13 @@ def build_spark(cfg: SparkConfig, *, app_name: str | None = None) -> SparkSessio
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
+    # Delta's commit conflicts then reach Python as their own exception types
+    # (`delta.exceptions.ConcurrentAppendException`, ...), not as a generic Java error.
+    import delta.exceptions  # noqa: F401
+
     return spark
+
+
+def parallelism(spark: SparkSession) -> int:
+    """How many tasks the session runs at once: what partitions are sized to."""
+    return int(spark.sparkContext.defaultParallelism)

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING
 
 from pipeline.config.models import AppConfig
 from pipeline.io.delta import is_delta_table, read_delta
+from pipeline.model.registry import champion_version
 from pipeline.paths import PipelinePaths
+from pipeline.tracking import configure_mlflow
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -27,11 +29,8 @@ def pipeline_status(spark: SparkSession, config: AppConfig) -> str:
     """A readable summary of what ran, what it read and wrote, and which model scores."""
     from pyspark.sql import functions as F
 
-    from pipeline.model.registry import champion_version
-    from pipeline.tracking import configure_mlflow
-    from pipeline.train.runner import model_name
-
     spec = config.require_pipeline()
+    configure_mlflow(config.mlflow)
     paths = PipelinePaths.of(config)
     out: list[str] = [f"pipeline {spec.name}: tables under {paths.bronze_root.rsplit('/', 1)[0]}"]
     if is_delta_table(spark, paths.audit):
@@ -74,7 +73,6 @@ def pipeline_status(spark: SparkSession, config: AppConfig) -> str:
         ]
     if is_delta_table(spark, paths.predictions):
         table = read_delta(spark, paths.predictions)
-        spec = config.require_pipeline()
         # Classifiers flag rows; recommenders write k rows per user.
         if spec.recommend is not None and spec.recommend.user in table.columns:
             extra, header = F.countDistinct(spec.recommend.user), "users"
@@ -102,8 +100,7 @@ def pipeline_status(spark: SparkSession, config: AppConfig) -> str:
                 ],
             ),
         ]
-    configure_mlflow(config.mlflow)
-    name = model_name(config)
+    name = spec.model_name
     version = champion_version(name)
     out += [
         "",

@@ -159,39 +159,19 @@ start() {
   pid=$!
   echo "$pid" >"$PIDFILE"
 
-  local deadline=$((SECONDS + timeout))
-  until ready; do
-    if ! alive "$pid"; then
-      rm -f "$PIDFILE"
-      log_tail "$LOG"
-      die "HDFS exited during start-up (see $LOG)"
-    fi
-    if [[ "$SECONDS" -ge "$deadline" ]]; then
-      log_tail "$LOG"
-      stop_tree HDFS "$pid" 20
-      rm -f "$PIDFILE"
-      die "HDFS did not become ready within ${timeout}s (stopped it; see $LOG)"
-    fi
-    sleep 0.5
-  done
+  wait_ready HDFS "$pid" "$timeout" "$LOG" abandon_start ready
   say "ready in $((SECONDS - started))s: hdfs://$LOOPBACK:$port (pid $pid, web http://$LOOPBACK:$http_port)"
 }
 
 stop() {
+  stop_service HDFS "$PIDFILE" "$(running_pid)" stop_tree HDFS
+}
+
+abandon_start() {  # what a failed start leaves: the process tree and its pid file
   local pid
-  pid="$(running_pid)"
-  if [[ -z "$pid" ]]; then
-    if [[ -f "$PIDFILE" ]]; then
-      rm -f "$PIDFILE"
-      say "not running (removed the stale pid file)"
-    else
-      say "not running"
-    fi
-    return 0
-  fi
-  stop_tree HDFS "$pid" 30
+  pid="$(read_pid "$PIDFILE")"
+  [[ -z "$pid" ]] || stop_tree HDFS "$pid" 20
   rm -f "$PIDFILE"
-  say "stopped (pid $pid)"
 }
 
 status() {

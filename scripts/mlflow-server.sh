@@ -85,19 +85,17 @@ ready() { [[ "$(http_get "http://$LOOPBACK:$port/health")" == OK ]]; }
 stop_group() {  # stop_group PID : SIGTERM the process group PID (and any stray descendant), wait
   local pid="$1" members
   # Members of the group, plus descendants in case one started a group of its own.
-  members="$(ps -o pid= -g "$pid" 2>/dev/null | tr '\n' ' ') $(descendants "$pid" | tr '\n' ' ')"
+  members="$(ps -o pid= -g "$pid" 2>/dev/null | tr '\n' ' ') $(tree_of "$pid")"
   kill -TERM -- "-$pid" 2>/dev/null || true
   # shellcheck disable=SC2086
   kill -TERM $members 2>/dev/null || true
   # shellcheck disable=SC2086
-  if ! wait_gone 30 $members; then
-    say "the server (pid $pid) did not exit within 30s; sending SIGKILL"
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    # shellcheck disable=SC2086
-    kill -KILL $members 2>/dev/null || true
-    # shellcheck disable=SC2086
-    wait_gone 10 $members || die "could not stop the MLflow server: pids $members still alive"
-  fi
+  reap "the MLflow server" 30 $members
+}
+
+abandon_start() {  # what a failed start leaves: the server's group and its pid file
+  stop_group "$(read_pid "$PIDFILE")"
+  rm -f "$PIDFILE"
 }
 
 start() {
@@ -133,39 +131,12 @@ start() {
   pid=$!
   echo "$pid" >"$PIDFILE"
 
-  local deadline=$((SECONDS + timeout))
-  until ready; do
-    if ! alive "$pid"; then
-      rm -f "$PIDFILE"
-      log_tail "$LOG"
-      die "the MLflow server exited during start-up (see $LOG)"
-    fi
-    if [[ "$SECONDS" -ge "$deadline" ]]; then
-      log_tail "$LOG"
-      stop_group "$pid"
-      rm -f "$PIDFILE"
-      die "the MLflow server did not answer /health within ${timeout}s (stopped it; see $LOG)"
-    fi
-    sleep 0.5
-  done
+  wait_ready "the MLflow server" "$pid" "$timeout" "$LOG" abandon_start ready
   say "ready in $((SECONDS - started))s: http://$LOOPBACK:$port (pid $pid)"
 }
 
 stop() {
-  local pid
-  pid="$(running_pid)"
-  if [[ -z "$pid" ]]; then
-    if [[ -f "$PIDFILE" ]]; then
-      rm -f "$PIDFILE"
-      say "not running (removed the stale pid file)"
-    else
-      say "not running"
-    fi
-    return 0
-  fi
-  stop_group "$pid"
-  rm -f "$PIDFILE"
-  say "stopped (pid $pid)"
+  stop_service "the MLflow server" "$PIDFILE" "$(running_pid)" stop_group
 }
 
 status() {

@@ -110,22 +110,8 @@ if state.get("status") != "ALIVE":
 print(sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE"))'
 }
 
-wait_until() {  # wait_until WHAT PID CHECK... : poll CHECK until it succeeds; fail if PID dies
-  local what="$1" pid="$2" class log deadline=$((SECONDS + timeout))
-  shift 2
-  until "$@"; do
-    if ! alive "$pid"; then
-      class="$([[ "$what" == master ]] && echo "$MASTER_CLASS" || echo "$WORKER_CLASS")"
-      log="$(log_file "$class")"
-      log_tail "$log"
-      die "the $what exited during start-up (see $log)"
-    fi
-    if [[ "$SECONDS" -ge "$deadline" ]]; then
-      stop_all
-      die "the $what was not ready within ${timeout}s (stopped the cluster; logs in $SPARK_LOG_DIR)"
-    fi
-    sleep 0.5
-  done
+log_of() {  # log_of WHAT : the log file of the master or the worker
+  log_file "$([[ "$1" == master ]] && echo "$MASTER_CLASS" || echo "$WORKER_CLASS")"
 }
 
 master_up() { alive_workers >/dev/null; }
@@ -154,7 +140,7 @@ start() {
     mpid="$(running_pid "$MASTER_CLASS")"
     [[ -n "$mpid" ]] || { log_tail "$(log_file "$MASTER_CLASS")"; die "the master did not start"; }
   fi
-  wait_until master "$mpid" master_up
+  wait_ready "the master" "$mpid" "$timeout" "$(log_of master)" stop_all master_up
 
   if [[ -z "$wpid" ]]; then
     say "starting a worker with $cores cores and $memory (web http://$LOOPBACK:$worker_webui_port)"
@@ -163,33 +149,21 @@ start() {
     wpid="$(running_pid "$WORKER_CLASS")"
     [[ -n "$wpid" ]] || { log_tail "$(log_file "$WORKER_CLASS")"; die "the worker did not start"; }
   fi
-  wait_until worker "$wpid" worker_up
+  wait_ready "the worker" "$wpid" "$timeout" "$(log_of worker)" stop_all worker_up
   say "ready in $((SECONDS - started))s: $url (master pid $mpid, worker pid $wpid, web http://$LOOPBACK:$webui_port)"
 }
 
-stop_daemon() {  # stop_daemon NAME CLASS : spark-daemon.sh stop, then make sure it and its children exited
-  local name="$1" class="$2" pid tree
-  pid="$(running_pid "$class")"
-  if [[ -z "$pid" ]]; then
-    if [[ -f "$(pid_file "$class")" ]]; then
-      rm -f "$(pid_file "$class")"
-      say "$name not running (removed the stale pid file)"
-    fi
-    return 0
-  fi
-  # The worker's executors are its children: remember them before the worker goes.
-  tree="$pid $(descendants "$pid" | tr '\n' ' ')"
+daemon_stop() {  # daemon_stop CLASS NAME PID : spark-daemon.sh stop, then make sure it and its
+  # children (a worker's executors) exited
+  local class="$1" name="$2" tree
+  tree="$(tree_of "$3")"
   "$DAEMON" stop "$class" 1 >/dev/null
   # shellcheck disable=SC2086
-  if ! wait_gone 30 $tree; then
-    say "$name (pid $pid) did not exit within 30s; sending SIGKILL"
-    # shellcheck disable=SC2086
-    kill -KILL $tree 2>/dev/null || true
-    # shellcheck disable=SC2086
-    wait_gone 10 $tree || die "could not stop the $name: pids $tree still alive"
-  fi
-  rm -f "$(pid_file "$class")"
-  say "stopped the $name (pid $pid)"
+  reap "the $name" 30 $tree
+}
+
+stop_daemon() {  # stop_daemon NAME CLASS
+  stop_service "the $1" "$(pid_file "$2")" "$(running_pid "$2")" daemon_stop "$2" "$1"
 }
 
 stop_all() {

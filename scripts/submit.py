@@ -38,6 +38,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.sparkconf import DELTA_CONF
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "pipeline"
 DIST_DIR = ROOT / ".cache" / "dist"
@@ -52,13 +54,9 @@ RESOURCE_OPTIONS = (
     "total_executor_cores",
     "num_executors",
 )
+PACKAGE_SUFFIXES = (".py", ".typed", ".j2", ".css")
 KEEP_BUILDS = 3  # older package zips are pruned beyond this many
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same bytes
-
-DELTA_CONF = {
-    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-}
 
 
 class SubmitError(Exception):
@@ -96,12 +94,13 @@ def stages() -> list[str]:
 
 
 def package_sources(root: Path = ROOT) -> list[Path]:
-    """The files of the `pipeline` package that go into the zip (sources and `py.typed`)."""
+    """The files of the `pipeline` package that go into the zip: sources, `py.typed`, and the
+    report's template and style sheet (package data read at run time)."""
     pkg = root / PACKAGE
     files = [
         p
         for p in pkg.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".typed")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in PACKAGE_SUFFIXES
     ]
     return sorted(files)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -167,6 +168,24 @@ def test_unknown_environment_and_pipeline_list_the_known_ones(conf: Path) -> Non
         load_config("nope", env="test", conf_dir=conf)
 
 
+def test_set_addresses_list_items_by_index(conf: Path) -> None:
+    cfg = load_config(
+        "fraud",
+        env="test",
+        conf_dir=conf,
+        overrides=["pipeline.train.candidates.1.params.maxIter=5"],
+    )
+    train = cfg.require_pipeline().train
+    assert train is not None
+    assert [c.params.get("maxIter") for c in train.candidates] == [50, 5]
+    with pytest.raises(ConfigError) as err:
+        load_config(
+            "fraud", env="test", conf_dir=conf, overrides=["pipeline.train.candidates.7.name=x"]
+        )
+    assert (err.value.file, err.value.key) == ("--set", "pipeline.train.candidates.7")
+    assert "2 items" in str(err.value)
+
+
 def test_bad_set_override_is_rejected(conf: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(env="test", conf_dir=conf, overrides=["spark.nonsense=1"])
@@ -194,11 +213,66 @@ def test_cli_rejects_bad_config_with_exit_2_before_spark_starts(conf: Path) -> N
     assert "SPARK_IMPORTED=False" in result.stdout
 
 
-def test_cli_help_lists_every_stage() -> None:
+COMMANDS = [
+    "generate",
+    "ingest",
+    "features",
+    "train",
+    "score",
+    "nightly",
+    "backfill",
+    "status",
+    "demo",
+    "check",
+]
+
+
+def test_cli_help_lists_exactly_the_commands_and_each_has_its_own_help() -> None:
+    from pipeline.cli import build_parser
+
+    _, handlers = build_parser()
+    assert list(handlers) == COMMANDS
     result = run_cli("--help")
     assert result.returncode == 0
-    for stage in ("generate", "ingest", "features", "train", "score", "nightly", "backfill"):
-        assert stage in result.stdout
+    for command in COMMANDS:
+        assert re.search(rf"^\s+{command}\s+\S", result.stdout, re.M), command
+        sub = subprocess.run(
+            [sys.executable, "-m", "pipeline", command, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert sub.returncode == 0, sub.stderr
+        assert sub.stdout.startswith(f"usage: mlpipe {command} "), sub.stdout[:200]
+        if "--run-date" in sub.stdout:
+            assert "yesterday in UTC" in " ".join(sub.stdout.split()), command
+
+
+def test_run_date_defaults_to_yesterday_in_utc_for_every_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datetime as dt
+
+    from pipeline import cli
+    from pipeline.rundate import default_run_date
+
+    late = dt.datetime(2026, 3, 1, 23, 59, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    assert default_run_date(late) == dt.date(2026, 3, 1)  # 04:59 UTC on 2 March
+    assert default_run_date(dt.datetime(2026, 3, 1, 0, 1, tzinfo=dt.timezone.utc)) == dt.date(
+        2026, 2, 28
+    )
+    seen: dict[str, dt.date] = {}
+    parser, handlers = cli.build_parser()
+
+    def record(inv: cli.Invocation) -> int:
+        seen[inv.args.command] = inv.args.run_date
+        return 0
+
+    monkeypatch.setattr(cli, "build_parser", lambda: (parser, dict.fromkeys(handlers, record)))
+    for command in ("ingest", "features", "train", "score", "nightly"):
+        assert cli.main([command, "--pipeline", "fraud", "--env", "test"]) == 0
+    assert set(seen.values()) == {default_run_date()}
 
 
 def test_cli_usage_error_exits_2() -> None:

@@ -205,7 +205,7 @@ def test_features_stage_writes_the_run_date_and_reconciles(
 ) -> None:
     cfg = make_config(tmp_path, FEATURE_SPEC)
     paths = PipelinePaths.of(cfg)
-    landing = Path(paths.source_path(cfg, "tx").removeprefix("file://"))
+    landing = Path(paths.source_path("tx").removeprefix("file://"))
     landing.mkdir(parents=True)
     (landing / "d.csv").write_text(
         "id,card,ts,amount,channel,y\n"

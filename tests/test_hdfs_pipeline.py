@@ -33,7 +33,7 @@ def test_ingest_from_hdfs_into_delta_on_hdfs(
     local.write_text(
         "\n".join([HEADER, "1,1.5,a,1,2026-01-01 00:00:00", "2,-3,b,2,2026-01-01 01:00:00"]) + "\n"
     )
-    target = PipelinePaths.of(cfg).source_path(cfg, "tx")
+    target = PipelinePaths.of(cfg).source_path("tx")
     for args in (["-mkdir", "-p", target], ["-put", str(local), f"{target}/day1.csv"]):
         result = hdfs_cluster_info.fs(*args)
         assert result.returncode == 0, result.stderr

@@ -50,7 +50,7 @@ def config_for(
 
 
 def landing(cfg: AppConfig) -> Path:
-    path = Path(PipelinePaths.of(cfg).source_path(cfg, "tx").removeprefix("file://"))
+    path = Path(PipelinePaths.of(cfg).source_path("tx").removeprefix("file://"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
@@ -18,6 +19,8 @@ from pipeline.io.delta import read_delta
 from pipeline.paths import PipelinePaths
 from tests.helpers import ROOT, make_config
 from tests.test_ingest import HEADER, SPEC, drop
+
+pytestmark = pytest.mark.faults
 
 ARGS = ["--pipeline", "t", "--env", "test", "--run-date", "2026-01-05"]
 
@@ -71,7 +74,7 @@ def test_kill_at_every_commit_point_then_rerun_ingests_exactly_once(
     # The same files ingested once, without interruptions, into another place.
     clean_dir = tmp_path / "clean"
     clean_cfg = make_config(clean_dir, spec)
-    landed = Path(PipelinePaths.of(cfg).source_path(cfg, "tx").removeprefix("file://"))
+    landed = Path(PipelinePaths.of(cfg).source_path("tx").removeprefix("file://"))
     for name in ("a.csv", "b.csv", "c.csv"):
         drop(clean_cfg, name, (landed / name).read_bytes())
     run_ingest(spark, clean_cfg, run_date=dt.date(2026, 1, 5), run_id="clean")

@@ -15,7 +15,8 @@ from pyspark.sql import functions as F
 
 from pipeline.config.stages import ModelInputSpec
 from pipeline.model import sampling
-from pipeline.model.evaluate import BINS, Histogram, choose_threshold
+from pipeline.model.evaluate import choose_threshold
+from pipeline.model.histogram import BINS, Histogram
 from pipeline.model.preprocess import (
     RARE,
     RareCategoryGrouper,
@@ -227,3 +228,16 @@ def test_threshold_rules_on_a_known_histogram() -> None:
     assert choose_threshold(hist, "min_precision", min_precision=0.5) == pytest.approx(0.6)
     assert choose_threshold(hist, "min_precision", min_precision=0.7) == pytest.approx(0.9)
     assert choose_threshold(hist, "fixed", fixed=0.3) == 0.3
+
+
+def test_max_accuracy_picks_the_threshold_with_the_fewest_errors_where_f1_prefers_recall() -> None:
+    pos, tot = [0.0] * (BINS + 1), [0.0] * (BINS + 1)
+    # 5 positives and 3 negatives at 0.8; 5 positives and 6 negatives at 0.4; 100 negatives at 0.1
+    pos[800], tot[800] = 5, 8
+    pos[400], tot[400] = 5, 11
+    tot[100] = 100
+    hist = Histogram(tuple(pos), tuple(tot))
+    # F1: 0.556 at 0.8 (P 5/8, R 1/2), 0.690 at 0.4 (P 10/19, R 1) -> 0.4
+    assert choose_threshold(hist, "max_f1") == pytest.approx(0.4)
+    # errors: 8 at 0.8 (3 FP + 5 FN), 9 at 0.4 (9 FP) -> 0.8
+    assert choose_threshold(hist, "max_accuracy") == pytest.approx(0.8)

@@ -83,7 +83,7 @@ def day_lines(day: dt.date, n: int = 300, seed: int = 0, shift: float = 0.0) -> 
 
 
 def drop_day(cfg: AppConfig, day: dt.date, lines: list[str]) -> None:
-    folder = Path(PipelinePaths.of(cfg).source_path(cfg, "ev").removeprefix("file://")) / str(day)
+    folder = Path(PipelinePaths.of(cfg).source_path("ev").removeprefix("file://")) / str(day)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "events.csv").write_text("\n".join(lines) + "\n")
 
@@ -228,15 +228,7 @@ def test_the_champion_is_scored_through_its_compiled_expression_as_transform_sco
 def test_second_night_resumes_after_a_failure_in_the_middle_stage(
     spark: SparkSession, world: World
 ) -> None:
-    drop_day(
-        world.cfg,
-        D2,
-        [
-            *day_lines(D2),
-            f"{D2}-unseen,u1,{D2} 12:00:00,0.5,zzz,0",
-            f"{D2}-nan,u2,{D2} 12:00:01,NaN,a,0",
-        ],
-    )
+    drop_day(world.cfg, D2, day_lines(D2))
     broken = configure(
         world.tmp, "pipeline.features.derived=[{name: bad, expr: 'no_such_column + 1'}]"
     )
@@ -262,19 +254,35 @@ def test_second_night_resumes_after_a_failure_in_the_middle_stage(
 def test_unseen_category_is_scored_and_non_finite_input_is_quarantined(
     spark: SparkSession, world: World
 ) -> None:
+    day = dt.date(2026, 3, 12)
+    drop_day(
+        world.cfg,
+        day,
+        [
+            *day_lines(day),
+            f"{day}-unseen,u1,{day} 12:00:00,0.5,zzz,0",
+            f"{day}-nan,u2,{day} 12:00:01,NaN,a,0",
+        ],
+    )
+    run_nightly(spark, world.cfg, run_date=day, run_id="unseen")
     paths = PipelinePaths.of(world.cfg)
-    day2 = predictions(spark, world.cfg).where(F.col("run_date") == D2)
-    assert day2.where(F.col("id") == f"{D2}-unseen").count() == 1
-    assert day2.where(F.col("id") == f"{D2}-nan").count() == 0
-    [q] = read_delta(spark, paths.quarantine).where(F.col("source") == "score").collect()
-    assert (q.reason, q.run_date) == ("non_finite_value", D2)
-    assert f"{D2}-nan" in q.raw_record
+    scored = predictions(spark, world.cfg).where(F.col("run_date") == day)
+    assert scored.where(F.col("id") == f"{day}-unseen").count() == 1
+    assert scored.where(F.col("id") == f"{day}-nan").count() == 0
+    [q] = (
+        read_delta(spark, paths.quarantine)
+        .where((F.col("source") == "score") & (F.col("run_date") == day))
+        .collect()
+    )
+    assert (q.reason, q.run_id) == ("non_finite_value", "unseen")
+    assert f"{day}-nan" in q.raw_record
     [entry] = (
         read_audit(spark, paths.audit)
-        .where((F.col("stage") == "score") & (F.col("run_date") == D2))
+        .where((F.col("stage") == "score") & (F.col("run_date") == day))
         .collect()
     )
     assert (entry.rows_read, entry.rows_accepted, entry.rows_quarantined) == (302, 301, 1)
+    assert entry.quarantined_by_reason == {"non_finite_value": 1}
 
 
 def test_two_dates_scored_at_the_same_time_both_commit(spark: SparkSession, world: World) -> None:
@@ -349,35 +357,39 @@ def test_a_second_nightly_of_the_same_pipeline_is_refused(world: World) -> None:
         pass
 
 
-def test_scoring_killed_mid_write_then_rerun_leaves_one_complete_set(
+def test_scoring_killed_while_its_files_are_written_leaves_the_previous_complete_set(
     spark: SparkSession, world: World
 ) -> None:
+    """Kill the scoring process and its JVM at the moment the new partition's first data file
+    appears on disk (written, not yet committed): readers still see the previous complete set,
+    and a rerun replaces it with one complete set. A replace that deleted before it wrote would
+    leave the date empty or partial here."""
     paths = PipelinePaths.of(world.cfg)
     expected = predictions(spark, world.cfg).where(F.col("run_date") == D1)
-    cmd = [sys.executable, "-m", "pipeline", *score_args(world)]
+    partition = Path(paths.predictions.removeprefix("file://")) / f"run_date={D1}"
+    before = set(partition.glob("*.parquet"))
     proc = subprocess.Popen(
-        cmd,
+        [sys.executable, "-m", "pipeline", *score_args(world)],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the JVM dies with the driver
     )
-    assert proc.stdout is not None
     deadline = time.monotonic() + 300
-    for line in proc.stdout:
-        if "writing predictions" in line:
-            proc.send_signal(signal.SIGKILL)
+    killed = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        if set(partition.glob("*.parquet")) - before:
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed = True
             break
-        assert time.monotonic() < deadline
-    assert proc.wait(timeout=60) == -signal.SIGKILL
-    # Whatever the kill interrupted, the date still holds exactly one complete set ...
+        time.sleep(0.005)
+    proc.wait(timeout=60)
+    assert killed, "the scoring run ended before writing a data file"
     assert_df_equality(
         predictions(spark, world.cfg).where(F.col("run_date") == D1).drop("features_version"),
         expected.drop("features_version"),
         ignore_row_order=True,
     )
-    # ... and a rerun replaces it with one complete set again.
     run_score(spark, world.cfg, run_date=D1, run_id="after-kill")
     assert_df_equality(
         predictions(spark, world.cfg).where(F.col("run_date") == D1).drop("features_version"),

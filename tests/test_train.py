@@ -8,7 +8,6 @@ import datetime as dt
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pytest
@@ -16,11 +15,10 @@ from chispa import assert_approx_df_equality
 from mlflow import MlflowClient
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import Column, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.config import AppConfig
-from pipeline.features.transforms import LABEL
 from pipeline.io.delta import read_delta
 from pipeline.model import bootstrap
 from pipeline.model.evaluate import score_histogram, selection_metric
@@ -33,18 +31,14 @@ from pipeline.model.registry import (
     log_and_register,
 )
 from pipeline.model.sampling import with_folds
+from pipeline.names import LABEL
 from pipeline.paths import PipelinePaths
+from pipeline.session import parallelism
 from pipeline.tracking import configure_mlflow, ensure_experiment
-from pipeline.train.runner import (
-    TrainResult,
-    _markdown,
-    cross_validate,
-    fit_final,
-    pick_winner,
-    run_train,
-    split,
-    training_data,
-)
+from pipeline.train import policy
+from pipeline.train.runner import TrainResult, run_train
+from pipeline.train.search import GridResult, pick_winner, search_candidates
+from pipeline.train.supervised import SupervisedTask, fit_final, supervised_preparer
 from tests.helpers import make_config
 
 RUN_DATE = dt.date(2026, 1, 10)
@@ -93,6 +87,21 @@ def write_features(spark: SparkSession, cfg: AppConfig, n: int = 1500) -> None:
     )
 
 
+def training_data(spark: SparkSession, cfg: AppConfig, *, version: int) -> DataFrame:
+    """The labelled rows training reads for RUN_DATE, at a version of the feature table."""
+    spec = cfg.require_pipeline()
+    table = read_delta(spark, PipelinePaths.of(cfg).features, version)
+    return policy.labelled_window(table, spec.nightly.training_window(RUN_DATE))
+
+
+def task_of(cfg: AppConfig) -> SupervisedTask:
+    return SupervisedTask.of(cfg.require_pipeline())
+
+
+def split(spark: SparkSession, cfg: AppConfig, data: DataFrame) -> tuple[DataFrame, DataFrame]:
+    return task_of(cfg).split(data, parallelism(spark))
+
+
 @dataclass
 class Trained:
     cfg: AppConfig
@@ -123,7 +132,7 @@ def trained(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Tr
 def test_selection_picks_the_truly_better_candidate(trained: Trained) -> None:
     result = trained.first
     assert result.winner.candidate == "trees"
-    best_linear = max(r.mean for r in result.results if r.candidate == "linear")
+    best_linear = max(r.mean for r in result.summary.candidates if r.candidate == "linear")
     assert result.winner.mean > best_linear + 0.2
     assert result.test_metrics["areaUnderROC"] > 0.9
     assert result.decision.promoted
@@ -142,7 +151,7 @@ def test_every_candidate_logs_every_fold_metric(trained: Trained) -> None:
     for name, metrics in by_name.items():
         folds = [metrics[f"cv_areaUnderPR_fold_{i}"] for i in range(2)]
         expected = next(
-            r for r in trained.first.results if r.candidate == name and r.fold_metrics == folds
+            r for r in trained.first.summary.candidates if r.candidate == name and r.folds == folds
         )
         assert metrics["cv_areaUnderPR_mean"] == pytest.approx(expected.mean)
         assert metrics["cv_areaUnderPR_std"] == pytest.approx(expected.std)
@@ -165,10 +174,10 @@ def test_every_candidate_logs_every_fold_metric(trained: Trained) -> None:
 def test_same_config_data_and_seed_give_the_same_winner_and_metrics(trained: Trained) -> None:
     a, b = trained.first, trained.second
     assert (a.winner.candidate, a.winner.params) == (b.winner.candidate, b.winner.params)
-    for ra, rb in zip(a.results, b.results, strict=True):
-        assert ra.fold_metrics == pytest.approx(rb.fold_metrics, abs=1e-6)
+    for ra, rb in zip(a.summary.candidates, b.summary.candidates, strict=True):
+        assert ra.folds == pytest.approx(rb.folds, abs=1e-6)
     assert a.test_metrics == pytest.approx(b.test_metrics, abs=1e-6)
-    assert a.threshold == b.threshold
+    assert a.summary.threshold == b.summary.threshold
     # An equal model does not beat the champion by the margin: it stays registered, unpromoted.
     assert not b.decision.promoted
     assert (
@@ -181,11 +190,11 @@ def test_champion_loads_by_alias_and_predicts_like_the_trained_model(
     spark: SparkSession, trained: Trained
 ) -> None:
     cfg = trained.cfg
-    data = training_data(spark, cfg, run_date=RUN_DATE, version=0)
+    data = training_data(spark, cfg, version=0)
     train, test = split(spark, cfg, data)
-    fresh = fit_final(cfg, train, trained.first.winner)
+    fresh = fit_final(task_of(cfg), train, trained.first.winner)
     champion, version, threshold = load_champion("sel-model")
-    assert (version, threshold) == (trained.first.model_version, trained.first.threshold)
+    assert (version, threshold) == (trained.first.model_version, trained.first.summary.threshold)
     cols: list[Column | str] = [
         "id",
         "prediction",
@@ -204,10 +213,10 @@ def test_degraded_model_trained_on_shuffled_labels_is_never_promoted(
     spark: SparkSession, trained: Trained
 ) -> None:
     cfg = trained.cfg
-    data = training_data(spark, cfg, run_date=RUN_DATE, version=0)
+    data = training_data(spark, cfg, version=0)
     train, test = split(spark, cfg, data)
     shuffled = train.withColumn(LABEL, F.when(F.rand(3) < 0.5, 1.0).otherwise(0.0))
-    degraded = fit_final(cfg, shuffled, trained.first.winner)
+    degraded = fit_final(task_of(cfg), shuffled, trained.first.winner)
     experiment_id = ensure_experiment(cfg.mlflow, "sel")
     with mlflow.start_run(experiment_id=experiment_id, run_name="degraded"):
         version = log_and_register(spark, degraded, test, name="sel-model", threshold=0.5, tags={})
@@ -238,7 +247,7 @@ def test_threshold_selection_and_preprocessing_never_use_test_rows(
 
     cfg = trained.cfg
     paths = PipelinePaths.of(cfg)
-    _, test = split(spark, cfg, training_data(spark, cfg, run_date=RUN_DATE, version=0))
+    _, test = split(spark, cfg, training_data(spark, cfg, version=0))
     test_ids = [r.id for r in test.select("id").collect()]
     table = read_delta(spark, paths.features, 0)
     mirrored = table.withColumn(
@@ -250,14 +259,14 @@ def test_threshold_selection_and_preprocessing_never_use_test_rows(
     first = trained.first
     assert result.features_version == 1
     # Equal up to the order of Spark's floating-point sums.
-    for again, before in zip(result.results, first.results, strict=True):
-        assert again.fold_metrics == pytest.approx(before.fold_metrics, abs=1e-9)
-    assert result.threshold == first.threshold
+    for again, before in zip(result.summary.candidates, first.summary.candidates, strict=True):
+        assert again.folds == pytest.approx(before.folds, abs=1e-9)
+    assert result.summary.threshold == first.summary.threshold
     assert result.test_metrics["areaUnderROC"] < 0.2 < first.test_metrics["areaUnderROC"]
 
     def fitted_stats(version: int) -> tuple[list[float], list[float], list[float]]:
-        train, _ = split(spark, cfg, training_data(spark, cfg, run_date=RUN_DATE, version=version))
-        stages = fit_final(cfg, train, first.winner).stages
+        train, _ = split(spark, cfg, training_data(spark, cfg, version=version))
+        stages = fit_final(task_of(cfg), train, first.winner).stages
         imputer = next(s for s in stages if isinstance(s, ImputerModel))
         scaler = next(s for s in stages if isinstance(s, StandardScalerModel))
         surrogates = [float(v) for v in imputer.surrogateDF.first()]  # type: ignore[union-attr]
@@ -294,11 +303,16 @@ def test_successive_halving_finds_the_full_grid_winner_on_fewer_rows(
     grid = make_config(
         tmp_path / "grid", HALVING_SPEC.replace("kind: halving", "kind: grid"), name="halv"
     )
-    data = training_data(spark, trained.cfg, run_date=RUN_DATE, version=0)
+    data = training_data(spark, trained.cfg, version=0)
     train, _ = split(spark, trained.cfg, data)
     folded = with_folds(train, key=["id"], folds=2, seed=5, label=LABEL).persist()
-    full = cross_validate(spark, grid, folded)
-    halved = cross_validate(spark, halving, folded)
+
+    def search(cfg: AppConfig) -> list[GridResult]:
+        task = task_of(cfg)
+        return search_candidates(task.train, supervised_preparer(task, folded))
+
+    full = search(grid)
+    halved = search(halving)
     folded.unpersist()
 
     # 6 points: all on a third of each fold's training rows, the best 2 on all rows.
@@ -318,7 +332,7 @@ def test_bootstrap_gate_promotes_a_clear_gain_and_refuses_noise(
     spark: SparkSession, trained: Trained
 ) -> None:
     cfg = trained.cfg
-    train, test = split(spark, cfg, training_data(spark, cfg, run_date=RUN_DATE, version=0))
+    train, test = split(spark, cfg, training_data(spark, cfg, version=0))
     shuffled = train.withColumn(LABEL, F.when(F.rand(3) < 0.5, 1.0).otherwise(0.0)).persist()
 
     def inputs(metric: str) -> GateInputs:
@@ -335,8 +349,8 @@ def test_bootstrap_gate_promotes_a_clear_gain_and_refuses_noise(
             ),
         )
 
-    good = fit_final(cfg, train, trained.first.winner)
-    degraded = fit_final(cfg, shuffled, trained.first.winner)
+    good = fit_final(task_of(cfg), train, trained.first.winner)
+    degraded = fit_final(task_of(cfg), shuffled, trained.first.winner)
     experiment_id = ensure_experiment(cfg.mlflow, "sel")
 
     def register(model: PipelineModel, name: str) -> str:
@@ -378,44 +392,9 @@ def test_histogram_areas_match_mllib_within_bin_resolution(
     spark: SparkSession, trained: Trained
 ) -> None:
     cfg = trained.cfg
-    _, test = split(spark, cfg, training_data(spark, cfg, run_date=RUN_DATE, version=0))
+    _, test = split(spark, cfg, training_data(spark, cfg, version=0))
     champion, _, _ = load_champion("sel-model")
     predictions = champion.transform(test)
     hist = score_histogram(predictions)
     for metric in ("areaUnderROC", "areaUnderPR"):
         assert hist.area(metric) == pytest.approx(selection_metric(predictions, metric), abs=5e-3)
-
-
-def test_summary_markdown_lists_finalists_first_then_by_metric() -> None:
-    def point(name: str, mean: float, fraction: float) -> dict[str, Any]:
-        return {
-            "candidate": name,
-            "params": {"regParam": mean},
-            "folds": [mean, mean],
-            "mean": mean,
-            "std": 0.0,
-            "fraction": fraction,
-        }
-
-    summary = {
-        "pipeline": "p",
-        "run_date": "2026-01-10",
-        "metric": "areaUnderROC",
-        # The best mean was stopped on a third of the rows: it ranks below both finalists.
-        "candidates": [point("a", 0.70, 1.0), point("b", 0.95, 1 / 3), point("c", 0.80, 1.0)],
-        "winner": {"candidate": "c", "params": {"regParam": 0.8}, "cv_folds": [0.8, 0.8]},
-        "test": {"areaUnderROC": 0.79},
-        "overfitting": {"gap": 0.01},
-    }
-    table = [
-        line
-        for line in _markdown(summary).splitlines()
-        if line.startswith("| ") and "---" not in line
-    ]
-    assert table[:5] == [
-        "| candidate | params | rows | folds | mean | std |",
-        "| c | `{'regParam': 0.8}` | 100% | 0.8000, 0.8000 | 0.8000 | 0.0000 |",
-        "| a | `{'regParam': 0.7}` | 100% | 0.7000, 0.7000 | 0.7000 | 0.0000 |",
-        "| b | `{'regParam': 0.95}` | 33% | 0.9500, 0.9500 | 0.9500 | 0.0000 |",
-        "| metric | value |",
-    ]

@@ -23,6 +23,8 @@ from pipeline.tracking import configure_mlflow
 from pipeline.train.runner import TrainResult, run_train
 from tests.helpers import CONF_DIR
 
+pytestmark = pytest.mark.usecases
+
 START = dt.date(2026, 1, 1)
 
 

@@ -71,11 +71,6 @@ DEFAULT_HOME = "/opt/mlpipe"
 DEFAULT_START_DATE = "2026-01-01"
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # as scripts/nightly.sh; a valid dag id
 
-# Delta Lake's two settings (as scripts/submit passes them).
-DELTA_CONF = {
-    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-}
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "mlpipe",
@@ -142,6 +137,27 @@ def setting(env: str, variable: str, under_home: str) -> str:
     return "{{ var.value.get(" + json.dumps(variable) + ", " + default + ") }}"
 
 
+def project_spark_conf() -> dict[str, str]:
+    """Delta Lake's settings as every launcher passes them, read from the project's
+    `pipeline/sparkconf.py` (plain constants: the Airflow environment needs no mlpipe install):
+    the checkout this file is in, else $MLPIPE_HOME."""
+    candidates = [Path(__file__).resolve().parents[2]]
+    if os.environ.get("MLPIPE_HOME"):
+        candidates.append(Path(os.environ["MLPIPE_HOME"]))
+    for home in candidates:
+        source = home / "pipeline" / "sparkconf.py"
+        if source.is_file():
+            namespace: dict[str, Any] = {}
+            exec(compile(source.read_text(encoding="utf-8"), str(source), "exec"), namespace)
+            return dict(namespace["DELTA_CONF"])
+    raise ImportError(
+        "mlpipe: pipeline/sparkconf.py not found in "
+        + " or ".join(str(c) for c in candidates)
+        + "; deploy this DAG from the project checkout or set MLPIPE_HOME to it"
+    )
+
+
+DELTA_CONF = project_spark_conf()
 HOME = "{{ " + _home_expr() + " }}"
 PY_FILES = setting("MLPIPE_PY_FILES", "mlpipe_py_files", "dist/pipeline.zip")
 JARS = setting("MLPIPE_JARS", "mlpipe_jars", ".cache/jars/delta/*.jar")

@@ -168,19 +168,36 @@ def parse_overrides(overrides: Iterable[str]) -> list[tuple[KeyPath, Any]]:
 
 
 def _apply_override(layered: _Layered, path: KeyPath, value: Any) -> None:
-    target = layered.data
-    for depth, part in enumerate(path[:-1]):
-        nxt = target.get(part)
-        if nxt is None:
-            nxt = target[part] = {}
-        if not isinstance(nxt, dict):
+    """Set one key; a number addresses an item of a list (`train.candidates.0.params.maxIter`)."""
+    target: Any = layered.data
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        where = ".".join(path[: depth + 1])
+        if isinstance(target, list):
+            if not part.isdigit() or int(part) >= len(target):
+                raise ConfigError(
+                    f"'{part}' is not an item of this list (it has {len(target)} items: "
+                    f"0..{len(target) - 1})",
+                    file=SET_ORIGIN,
+                    key=where,
+                )
+            if last:
+                target[int(part)] = value
+            else:
+                target = target[int(part)]
+            continue
+        if not isinstance(target, dict):
             raise ConfigError(
-                "cannot set a key below a value that is not a mapping",
+                "cannot set a key below a value that is not a mapping or a list",
                 file=SET_ORIGIN,
-                key=".".join(path[: depth + 1]),
+                key=".".join(path[:depth]),
             )
-        target = nxt
-    target[path[-1]] = value
+        if last:
+            target[part] = value
+        else:
+            if target.get(part) is None:
+                target[part] = {}
+            target = target[part]
     _record_origin(layered, path, value, SET_ORIGIN)
 
 

@@ -18,6 +18,7 @@ from pipeline.config.stages import (
     CLASSIFICATION_METRICS,
     RANKING_METRICS,
     REGRESSION_METRICS,
+    Duration,
     FeatureSpec,
     ModelInputSpec,
     MonitorSpec,
@@ -25,6 +26,7 @@ from pipeline.config.stages import (
     RecommendSpec,
     ScoreSpec,
     TrainSpec,
+    duration_seconds,
 )
 
 # Hadoop FileSystem schemes the pipeline supports; s3:// and s3n:// are deliberately absent
@@ -114,6 +116,13 @@ class StorageConfig(Frozen):
     tables: Uri
     checkpoints: Uri | None = None
     reports: LocalPath = "data/reports"
+    # A writer's lease on a pipeline's tables lapses this long after its holder stopped renewing
+    # it (killed, host lost); until then a second writer is refused (pipeline.io.lease).
+    lease_ttl: Duration = "10m"
+
+    @property
+    def lease_ttl_seconds(self) -> int:
+        return duration_seconds(self.lease_ttl)
 
 
 class MlflowConfig(Frozen):
@@ -175,7 +184,9 @@ class ColumnSpec(Frozen):
     min: float | None = None
     max: float | None = None
     allowed: list[str | int | float | bool] | None = None
-    format: str | None = None  # date/timestamp pattern, e.g. "yyyy-MM-dd HH:mm:ss"
+    # date/timestamp: a pattern ("yyyy-MM-dd HH:mm:ss"), or epoch_seconds / epoch_millis for
+    # numbers of seconds (fractions allowed) or milliseconds since 1970-01-01 00:00 UTC
+    format: str | None = None
 
     @model_validator(mode="after")
     def _range(self) -> ColumnSpec:
@@ -184,6 +195,10 @@ class ColumnSpec(Frozen):
         numeric = self.type not in ("string", "boolean", "date", "timestamp")
         if (self.min is not None or self.max is not None) and not numeric:
             raise ValueError(f"min/max apply to numeric columns, not {self.type}")
+        if self.format is not None and self.type not in ("date", "timestamp"):
+            raise KeyedError(
+                "format", f"format applies to date and timestamp columns, not {self.type}"
+            )
         return self
 
 
@@ -297,6 +312,51 @@ class PipelineSpec(Frozen):
         if name is None:
             return next(iter(self.sources.values()))
         return self.sources[name]
+
+    @property
+    def feature_source(self) -> str:
+        """The source the feature table is built from: `features.source`, else the first one."""
+        declared = self.features.source if self.features is not None else None
+        return declared or next(iter(self.sources))
+
+    @property
+    def model_name(self) -> str:
+        """The registered model's name: `train.model_name`, else `mlpipe-<pipeline>`."""
+        given = self.train.model_name if self.train is not None else None
+        return given or f"mlpipe-{self.name}"
+
+    # The sections a stage needs, checked in one place: a stage takes them from here once and
+    # hands them down, so nothing below re-checks an optional section.
+
+    def require_features(self) -> FeatureSpec:
+        """The `features` section; a `ConfigError` naming it when absent."""
+        if self.features is None:
+            raise _missing("features", "this stage needs a `features` section")
+        return self.features
+
+    def require_model(self) -> ModelInputSpec:
+        """The `model` section (the model's input columns and preprocessing)."""
+        if self.model is None:
+            raise _missing("model", "this stage needs a `model` section (its input columns)")
+        return self.model
+
+    def require_train(self) -> TrainSpec:
+        """The `train` section."""
+        if self.train is None:
+            raise _missing("train", "this stage needs a `train` section (candidates, metric)")
+        return self.train
+
+    def require_recommend(self) -> RecommendSpec:
+        """The `recommend` section (user, item, strength)."""
+        if self.recommend is None:
+            raise _missing("recommend", "a recommendation pipeline needs a `recommend` section")
+        return self.recommend
+
+
+def _missing(section: str, message: str) -> Exception:
+    from pipeline.errors import ConfigError
+
+    return ConfigError(message, key=f"pipeline.{section}")
 
 
 class AppConfig(Frozen):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
@@ -256,7 +257,7 @@ class RecommendSpec(Frozen):
 class ThresholdSpec(Frozen):
     """How the decision threshold is chosen (on cross-validation predictions, never on test)."""
 
-    rule: Literal["max_f1", "min_precision", "fixed"] = "max_f1"
+    rule: Literal["max_f1", "max_accuracy", "min_precision", "fixed"] = "max_f1"
     min_precision: float = Field(0.5, gt=0.0, le=1.0)
     value: float = Field(0.5, ge=0.0, le=1.0)
 
@@ -321,3 +322,9 @@ class NightlySpec(Frozen):
     retrain_every_days: int = Field(7, ge=0)  # 0 = never on a schedule
     retrain_on_drift: bool = True
     train_lookback_days: int = Field(30, ge=1)
+
+    def training_window(self, run_date: dt.date) -> tuple[dt.date, dt.date]:
+        """The event dates a model trained on `run_date` learns from: the last
+        `train_lookback_days` days, the run date included. Training reads this window, monitoring
+        compares against it, and recommendations leave out what users did in it."""
+        return run_date - dt.timedelta(days=self.train_lookback_days - 1), run_date

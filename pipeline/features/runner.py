@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 
 from pipeline.config.models import AppConfig
 from pipeline.config.stages import FeatureSpec, duration_seconds
-from pipeline.errors import ConfigError, RunError
+from pipeline.errors import RunError
 from pipeline.features.transforms import (
-    EVENT_DATE,
     clean_strings,
     deduplicate,
     with_derived,
@@ -27,20 +26,13 @@ from pipeline.features.transforms import (
 )
 from pipeline.io.audit import NOOP, LedgerEntry, audited
 from pipeline.io.delta import is_delta_table, overwrite_where, read_delta, table_version
+from pipeline.names import EVENT_DATE
 from pipeline.paths import PipelinePaths
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-
-
-def feature_spec(config: AppConfig) -> FeatureSpec:
-    """The pipeline's features section, or a configuration error naming it."""
-    spec = config.require_pipeline()
-    if spec.features is None:
-        raise ConfigError("the pipeline has no `features` section", key="pipeline.features")
-    return spec.features
 
 
 def label_horizon_days(spec: FeatureSpec) -> int:
@@ -52,19 +44,20 @@ def label_horizon_days(spec: FeatureSpec) -> int:
 
 def build_features(
     spark: SparkSession,
-    config: AppConfig,
+    paths: PipelinePaths,
+    spec: FeatureSpec,
     *,
+    source: str,
     first: dt.date,
     last: dt.date,
     bronze_version: int | None = None,
 ) -> tuple[DataFrame, DataFrame]:
-    """(bronze rows of the dates, feature rows of the dates) — lazily, nothing is computed here."""
+    """(bronze rows of the dates, feature rows of the dates) — lazily, nothing is computed here.
+
+    `source` is the bronze table the features come from.
+    """
     from pyspark.sql import functions as F
 
-    pipeline = config.require_pipeline()
-    spec = feature_spec(config)
-    paths = PipelinePaths.of(config)
-    source = spec.source or next(iter(pipeline.sources))
     history_start = dt.datetime.combine(first, dt.time()) - dt.timedelta(
         seconds=spec.max_window_seconds()
     )
@@ -130,34 +123,33 @@ def run_features(
     spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
 ) -> LedgerEntry:
     """Write the feature rows of the run date (and of the label horizon before it)."""
-
     pipeline = config.require_pipeline()
-    spec = feature_spec(config)
+    spec = pipeline.require_features()
     paths = PipelinePaths.of(config)
     entry = LedgerEntry(run_id=run_id, pipeline=pipeline.name, stage="features", run_date=run_date)
     first = run_date - dt.timedelta(days=label_horizon_days(spec))
     with audited(spark, paths.audit, entry):
-        _write_features(spark, config, paths, entry, first=first, last=run_date)
+        _write_features(
+            spark, paths, spec, entry, source=pipeline.feature_source, first=first, last=run_date
+        )
     return entry
 
 
 def _write_features(
     spark: SparkSession,
-    config: AppConfig,
     paths: PipelinePaths,
+    spec: FeatureSpec,
     entry: LedgerEntry,
     *,
+    source: str,
     first: dt.date,
     last: dt.date,
 ) -> None:
     from pyspark.sql import functions as F
 
-    pipeline = config.require_pipeline()
-    spec = feature_spec(config)
-    source = spec.source or next(iter(pipeline.sources))
     bronze_version = table_version(spark, paths.bronze(source))
     target_bronze, features = build_features(
-        spark, config, first=first, last=last, bronze_version=bronze_version
+        spark, paths, spec, source=source, first=first, last=last, bronze_version=bronze_version
     )
     target_bronze = target_bronze.persist()
     entry.rows_read = target_bronze.count()

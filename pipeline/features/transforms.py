@@ -19,9 +19,8 @@ from pipeline.config.stages import (
     WindowFeature,
     duration_seconds,
 )
+from pipeline.names import EVENT_DATE, LABEL
 
-LABEL = "label"
-EVENT_DATE = "event_date"
 _MICROS = 1_000_000
 
 

@@ -30,7 +30,7 @@ from pipeline.generate.common import (
 )
 
 if TYPE_CHECKING:
-    from pipeline.cli import Invocation
+    from pyspark.sql import SparkSession
 
 __all__ = [
     "USE_CASES",
@@ -38,9 +38,9 @@ __all__ = [
     "DayReport",
     "GenerateReport",
     "Settings",
+    "check_request",
     "generate",
     "generate_batches",
-    "generate_command",
 ]
 
 USE_CASES: tuple[str, ...] = ("fraud", "maintenance", "recommendation", "churn")
@@ -182,11 +182,19 @@ def generate(
     gzip: bool = False,
     rows_per_file: int = DEFAULT_ROWS_PER_FILE,
     settings: Settings | None = None,
+    spark: SparkSession | None = None,
 ) -> GenerateReport:
-    """Write `days` daily drops of a use case's sources under `out` (a path or Hadoop URI)."""
+    """Write `days` daily drops of a use case's sources under `out` (a path or Hadoop URI).
+
+    A local folder is written with Python; any other URI through `spark` (default: the active
+    session).
+    """
     _check_sizes(use_case, days, rows_per_day, rows_per_file, seed)
     uri = _normalized(out)
-    spark = None if is_local(uri) else active_spark()
+    if is_local(uri):
+        spark = None
+    elif spark is None:
+        spark = active_spark()
     reports: list[DayReport] = []
     for batch in generate_batches(
         use_case,
@@ -214,25 +222,11 @@ def generate(
     return GenerateReport(use_case=use_case, out=uri, seed=seed, days=tuple(reports))
 
 
-def generate_command(inv: Invocation) -> int:
-    """`mlpipe generate`: write sample files (default: <storage.landing>/<use case>), print a summary."""
-    args = inv.args
-    out = args.out or f"{inv.config.storage.landing.rstrip('/')}/{args.use_case}"
-    # Validate everything before Spark starts; only remote output needs (and starts) Spark.
-    _check_sizes(args.use_case, args.days, args.rows_per_day, DEFAULT_ROWS_PER_FILE, args.seed)
-    if not is_local(_normalized(out)):
-        inv.spark()
-    report = generate(
-        args.use_case,
-        out,
-        days=args.days,
-        rows_per_day=args.rows_per_day,
-        start_date=args.start_date,
-        seed=args.seed,
-        gzip=bool(args.gzip),
-    )
-    print(report.summary())
-    return 0
+def check_request(use_case: str, out: str, *, days: int, rows_per_day: int, seed: int) -> bool:
+    """Validate a request before anything starts (a `ConfigError` when it is wrong); True when the
+    output is remote (written through Spark), False when it is a local folder."""
+    _check_sizes(use_case, days, rows_per_day, DEFAULT_ROWS_PER_FILE, seed)
+    return not is_local(_normalized(out))
 
 
 def _normalized(out: str) -> str:

@@ -27,6 +27,7 @@ from pipeline.ingest.transforms import (
 )
 from pipeline.io.audit import NOOP, LedgerEntry, audited
 from pipeline.io.delta import append_idempotent, is_delta_table, read_delta, table_version
+from pipeline.io.quarantine import RECORD_DDL, append_quarantine, quarantine_rows
 from pipeline.io.raw import (
     CORRUPT,
     SOURCE_FILE,
@@ -80,14 +81,13 @@ def run_ingest(
             run_id=run_id, pipeline=spec.name, stage="ingest", run_date=run_date, source=name
         )
         with audited(spark, paths.audit, entry):
-            _ingest_source(spark, config, paths, name, source, entry)
+            _ingest_source(spark, paths, name, source, entry)
         entries.append(entry)
     return entries
 
 
 def _ingest_source(
     spark: SparkSession,
-    config: AppConfig,
     paths: PipelinePaths,
     name: str,
     source: SourceSpec,
@@ -96,7 +96,7 @@ def _ingest_source(
     from pyspark.sql import functions as F
 
     app_id = f"mlpipe-ingest-{paths.pipeline}-{name}"
-    listed = list_files(spark, paths.source_path(config, name))
+    listed = list_files(spark, paths.source_path(name))
     batch = _next_batch(spark, paths.ingest_log, name, listed, source, entry.run_id)
     if batch is None:
         entry.finish(NOOP, "no new files")
@@ -128,10 +128,15 @@ def _ingest_source(
         )
     crash_point("after_bronze")
 
-    quarantine_df = _quarantine_frame(
-        spark, validated, source, plan, paths.pipeline, name, entry, batch.batch_id
+    quarantine_df = quarantine_rows(
+        _refused(spark, validated, source, plan),
+        pipeline=paths.pipeline,
+        source=name,
+        run_id=entry.run_id,
+        batch_id=batch.batch_id,
+        run_date=entry.run_date,
     )
-    append_idempotent(quarantine_df, paths.quarantine, app_id=app_id, version=batch.batch_id)
+    append_quarantine(quarantine_df, paths.quarantine, app_id=app_id, version=batch.batch_id)
     crash_point("after_quarantine")
 
     outcomes = {f.path: plan.file_reasons.get(f.path, ("ingested", ""))[0] for f in batch.files}
@@ -336,35 +341,14 @@ def _count_by_reason(validated: DataFrame) -> dict[str | None, int]:
     return {r[REASON]: int(r["count"]) for r in validated.groupBy(REASON).count().collect()}
 
 
-def _quarantine_frame(
-    spark: SparkSession,
-    validated: DataFrame | None,
-    source: SourceSpec,
-    plan: _Plan,
-    pipeline: str,
-    source_name: str,
-    entry: LedgerEntry,
-    batch_id: int,
+def _refused(
+    spark: SparkSession, validated: DataFrame | None, source: SourceSpec, plan: _Plan
 ) -> DataFrame:
-    from pyspark.sql import functions as F
-
+    """The batch's refused records: its bad rows, and one row per file refused whole."""
     file_rows = [
         (None, path, reason, detail) for path, (reason, detail) in sorted(plan.file_reasons.items())
     ]
-    frame = spark.createDataFrame(
-        file_rows, schema="raw_record STRING, source_file STRING, reason STRING, detail STRING"
-    )
+    frame = spark.createDataFrame(file_rows, schema=RECORD_DDL)
     if validated is not None:
         frame = rejected_rows(validated, source.columns, plan.extras).unionByName(frame)
-    return frame.select(
-        "raw_record",
-        "source_file",
-        "reason",
-        "detail",
-        F.lit(pipeline).alias("pipeline"),
-        F.lit(source_name).alias("source"),
-        F.lit(entry.run_id).alias("run_id"),
-        F.lit(batch_id).cast("long").alias("batch_id"),
-        F.lit(entry.run_date).cast("date").alias("run_date"),
-        F.current_timestamp().alias("quarantined_at"),
-    )
+    return frame

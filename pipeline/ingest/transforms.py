@@ -41,10 +41,20 @@ FILE_REASONS = ("missing_required_column", "unreadable_file")
 REPLACEMENT_CHAR = "\ufffd"  # what a decoder puts where bytes are not valid text
 
 
+EPOCH_FORMATS = ("epoch_seconds", "epoch_millis")
+
+
 def typed_value(raw: Column, spec: ColumnSpec) -> Column:
     """`raw` (a string) as the declared type; null where it does not parse."""
     if spec.type == "string":
         return raw
+    if spec.format in EPOCH_FORMATS and spec.type in ("timestamp", "date"):
+        # Seconds (fractions allowed) or whole milliseconds since 1970-01-01 00:00 UTC.
+        if spec.format == "epoch_seconds":
+            instant = F.timestamp_seconds(raw.try_cast("double"))
+        else:
+            instant = F.timestamp_millis(raw.try_cast("long"))
+        return instant if spec.type == "timestamp" else F.to_date(instant)
     if spec.type == "timestamp" and spec.format:
         return F.try_to_timestamp(raw, F.lit(spec.format))
     if spec.type == "date" and spec.format:

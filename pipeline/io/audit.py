@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,11 @@ AUDIT_DDL = (
 
 SUCCEEDED, FAILED, NOOP, SKIPPED = "succeeded", "failed", "noop", "skipped"
 log = logging.getLogger(__name__)
+
+
+def new_run_id() -> str:
+    """A fresh run id (shared by every stage of one nightly run)."""
+    return uuid.uuid4().hex
 
 
 @dataclass

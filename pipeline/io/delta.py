@@ -8,6 +8,35 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
+def is_commit_conflict(exc: BaseException) -> bool:
+    """True for Delta's optimistic-concurrency conflicts (another writer committed first), by
+    their typed exceptions (`pipeline.session` installs their conversion from Java errors)."""
+    from delta.exceptions import (
+        ConcurrentAppendException,
+        ConcurrentDeleteDeleteException,
+        ConcurrentDeleteReadException,
+        ConcurrentTransactionException,
+        ConcurrentWriteException,
+        DeltaConcurrentModificationException,
+        MetadataChangedException,
+        ProtocolChangedException,
+    )
+
+    return isinstance(
+        exc,
+        (
+            ConcurrentAppendException,
+            ConcurrentDeleteDeleteException,
+            ConcurrentDeleteReadException,
+            ConcurrentTransactionException,
+            ConcurrentWriteException,
+            DeltaConcurrentModificationException,
+            MetadataChangedException,
+            ProtocolChangedException,
+        ),
+    )
+
+
 def is_delta_table(spark: SparkSession, path: str) -> bool:
     """True when `path` holds a Delta table."""
     from delta.tables import DeltaTable
@@ -68,3 +97,48 @@ def overwrite_where(
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
+
+
+def txn_version(spark: SparkSession, path: str, app_id: str) -> int | None:
+    """The last transaction version Delta recorded for `app_id` on the table (None if none).
+
+    Delta skips an idempotent write whose version is not above this one, so a writer that lost
+    track of its versions must learn it before writing. It is read from the table's log as the
+    Delta protocol lays it out: `txn` actions in the last checkpoint and in the commits after it.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.errors import AnalysisException
+
+    log = f"{path.rstrip('/')}/_delta_log"
+    txn = "txn STRUCT<appId: STRING, version: BIGINT>"
+    checkpoint = -1
+    try:
+        last = spark.read.schema("version BIGINT").json(f"{log}/_last_checkpoint").first()
+        if last is not None and last["version"] is not None:
+            checkpoint = int(last["version"])
+    except AnalysisException:  # no checkpoint yet
+        pass
+    versions: list[int] = []
+    if checkpoint >= 0:
+        found = (
+            spark.read.schema(txn)
+            .parquet(f"{log}/{checkpoint:020d}.checkpoint*.parquet")
+            .where(F.col("txn.appId") == app_id)
+            .agg(F.max("txn.version"))
+            .first()
+        )
+        if found is not None and found[0] is not None:
+            versions.append(int(found[0]))
+    commits = (
+        spark.read.schema(txn)
+        .json(f"{log}/*.json")
+        .withColumn(
+            "_commit", F.regexp_extract(F.col("_metadata.file_path"), r"(\d{20})\.json$", 1)
+        )
+        .where((F.col("txn.appId") == app_id) & (F.col("_commit").cast("long") > checkpoint))
+        .agg(F.max("txn.version"))
+        .first()
+    )
+    if commits is not None and commits[0] is not None:
+        versions.append(int(commits[0]))
+    return max(versions) if versions else None

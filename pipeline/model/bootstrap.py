@@ -17,8 +17,9 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pipeline.features.transforms import LABEL
-from pipeline.model.evaluate import BINS, HIGHER_IS_BETTER, Histogram, score_column
+from pipeline.model.evaluate import HIGHER_IS_BETTER, score_column
+from pipeline.model.histogram import BINS, Histogram
+from pipeline.names import LABEL
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

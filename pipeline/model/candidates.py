@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 from pipeline.config.stages import CandidateSpec
 from pipeline.errors import ConfigError
-from pipeline.features.transforms import LABEL
 from pipeline.model.preprocess import FEATURES
+from pipeline.names import LABEL
 
 CLASSIFIERS = ("logistic_regression", "random_forest", "gbt", "linear_svc", "naive_bayes")
 REGRESSORS = ("linear_regression", "random_forest_regressor", "gbt_regressor")
@@ -23,13 +22,6 @@ _WEIGHTED = (
     "random_forest_regressor",
     "gbt_regressor",
 )
-
-
-def grid_points(candidate: CandidateSpec) -> list[dict[str, Any]]:
-    """Every combination of the candidate's grid, merged over its fixed params (in a stable order)."""
-    keys = sorted(candidate.grid)
-    combos = itertools.product(*[candidate.grid[k] for k in keys]) if keys else [()]
-    return [{**candidate.params, **dict(zip(keys, values, strict=True))} for values in combos]
 
 
 def make_estimator(

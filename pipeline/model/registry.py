@@ -135,6 +135,28 @@ def load_champion(name: str) -> tuple[PipelineModel, str, float | None]:
     return model, version, float(tag) if tag else None
 
 
+@dataclass(frozen=True)
+class Champion:
+    """The champion model version, loaded: what scoring needs and records on every row."""
+
+    name: str
+    version: str
+    model: PipelineModel
+    threshold: float | None
+    run_id: str
+    tags: dict[str, str]
+
+
+def current_champion(name: str) -> Champion:
+    """The champion of model `name`, loaded as a native Spark PipelineModel; a `RunError` when
+    there is none."""
+    from mlflow import MlflowClient
+
+    model, version, threshold = load_champion(name)
+    mv = MlflowClient().get_model_version(name, version)
+    return Champion(name, version, model, threshold, mv.run_id or "", dict(mv.tags))
+
+
 def gate_and_promote(
     name: str,
     version: str,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipeline.features.transforms import LABEL
+from pipeline.names import LABEL
 
 FOLD = "_fold"
 WEIGHT = "weight"

@@ -14,84 +14,87 @@ fold's pairs are hidden, the model trained on the rest must find them.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipeline.config.models import AppConfig
-from pipeline.config.stages import CandidateSpec, RecommendSpec
+from pipeline.config.models import PipelineSpec
+from pipeline.config.stages import CandidateSpec, FeatureSpec, RecommendSpec, TrainSpec
 from pipeline.errors import RunError
 from pipeline.model import bootstrap, ranking, sampling
 from pipeline.model.candidates import make_estimator
-from pipeline.model.evaluate import Histogram
+from pipeline.model.histogram import Histogram
 from pipeline.model.registry import GateInputs
+from pipeline.report.summary import RankingComparison
+from pipeline.train import policy
+from pipeline.train.evaluation import Evaluation
+from pipeline.train.search import (
+    FoldPreparer,
+    GridResult,
+    PreparedFold,
+    pick_winner,
+    search_candidates,
+)
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
-    from pyspark.sql import DataFrame, SparkSession
-
-    from pipeline.train.runner import Evaluation, GridResult
+    from pyspark.sql import DataFrame
 
 
-def recommend_spec(config: AppConfig) -> RecommendSpec:
-    """The pipeline's `recommend` section (the configuration guarantees it for this task)."""
-    spec = config.require_pipeline()
-    assert spec.recommend is not None
-    return spec.recommend
+@dataclass(frozen=True)
+class RecommendTask:
+    """The configuration sections recommendation training uses, checked once."""
+
+    features: FeatureSpec
+    recommend: RecommendSpec
+    train: TrainSpec
+    lookback_days: int
+
+    @classmethod
+    def of(cls, spec: PipelineSpec) -> RecommendTask:
+        """The sections of a recommendation pipeline (a `ConfigError` if absent)."""
+        return cls(
+            features=spec.require_features(),
+            recommend=spec.require_recommend(),
+            train=spec.require_train(),
+            lookback_days=spec.nightly.train_lookback_days,
+        )
 
 
-def split_events(config: AppConfig, events: DataFrame) -> tuple[DataFrame, DataFrame]:
+def split_events(task: RecommendTask, events: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Train/test interaction events: by time, or by whole (user, item) pairs."""
-    from pyspark.sql import functions as F
-
-    spec = config.require_pipeline()
-    assert spec.train is not None
-    assert spec.features is not None
-    r, s = recommend_spec(config), spec.train.split
+    r, s, event_time = task.recommend, task.train.split, task.features.event_time
     if s.kind == "time":
-        [cut] = events.select(
-            F.unix_micros(F.col(spec.features.event_time)).alias("t")
-        ).approxQuantile("t", [1.0 - s.test_fraction], 0.0)
-        cutoff = dt.datetime.fromtimestamp(cut / 1e6, tz=dt.timezone.utc).replace(tzinfo=None)
-        return sampling.split_by_time(events, time_col=spec.features.event_time, cutoff=cutoff)
+        cutoff = policy.time_cutoff(events, event_time, s.test_fraction)
+        return sampling.split_by_time(events, time_col=event_time, cutoff=cutoff)
     return sampling.split_random(
         events, key=[r.user, r.item], test_fraction=s.test_fraction, seed=s.seed
     )
 
 
 def fit_recommender(
-    config: AppConfig, pairs: DataFrame, candidate: CandidateSpec, params: dict[str, object]
+    task: RecommendTask, pairs: DataFrame, candidate: CandidateSpec, params: dict[str, object]
 ) -> PipelineModel:
     """Indexers + ALS fitted on (user, item, rating) pairs."""
     from pyspark.ml import Pipeline
 
-    spec = config.require_pipeline()
-    assert spec.train is not None
-    stages = [*ranking.indexers(recommend_spec(config))]
-    stages.append(make_estimator(candidate, dict(params), seed=spec.train.seed))
+    stages = [*ranking.indexers(task.recommend)]
+    stages.append(make_estimator(candidate, dict(params), seed=task.train.seed))
     return Pipeline(stages=stages).fit(pairs)
 
 
-def recommender_preparer(
-    config: AppConfig,
-) -> Callable[
-    [DataFrame, DataFrame, int],
-    tuple[Callable[[GridResult], tuple[float, Histogram | None]], Callable[[], None]],
-]:
+def recommender_preparer(task: RecommendTask, folded: DataFrame) -> FoldPreparer:
     """Per fold: index users and items once, cache the indexed ratings; each grid point fits ALS
     on them and is ranked on the fold's hidden pairs."""
     from pyspark.ml import Pipeline, PipelineModel
 
-    spec = config.require_pipeline()
-    tspec = spec.train
-    assert tspec is not None
-    r = recommend_spec(config)
+    tspec, r = task.train, task.recommend
     by_candidate = {c.name: c for c in tspec.candidates}
 
-    def prepare(
-        fold_train: DataFrame, fold_valid: DataFrame, fold: int
-    ) -> tuple[Callable[[GridResult], tuple[float, Histogram | None]], Callable[[], None]]:
+    def prepare(fold: int, fraction: float) -> PreparedFold:
+        fold_train, fold_valid = policy.fold_rows(
+            folded, fold, fraction, key=[r.user, r.item], seed=tspec.seed
+        )
         prep = Pipeline(stages=ranking.indexers(r)).fit(fold_train)
         indexed = (
             prep.transform(fold_train)
@@ -113,65 +116,81 @@ def recommender_preparer(
             seen.unpersist()
             relevant.unpersist()
 
-        return evaluate, release
+        return PreparedFold(evaluate, release)
 
     return prepare
 
 
 def evaluate_recommender(
-    spark: SparkSession,
-    config: AppConfig,
-    data: DataFrame,
-    *,
-    report_dir: Path,
-    lap: Callable[[str], None],
+    task: RecommendTask, data: DataFrame, *, lap: Callable[[str], None]
 ) -> Evaluation:
     """Split, cross-validate ALS candidates, refit the winner, and measure it and the popularity
-    baseline on the held-out interactions."""
-    from pipeline.train.runner import Evaluation, cross_validate, pick_winner
-
-    spec = config.require_pipeline()
-    tspec = spec.train
-    assert tspec is not None
-    r = recommend_spec(config)
-    k = tspec.top_k
+    baseline on the held-out interactions; the caller releases the result."""
+    tspec, r = task.train, task.recommend
     missing = [c for c in (r.user, r.item, r.strength) if c not in data.columns]
     if missing:
         raise RunError(f"the feature table lacks the recommend column(s): {', '.join(missing)}")
-    train_events, test_events = split_events(config, data)
+    train_events, test_events = split_events(task, data)
     train = ranking.interaction_pairs(train_events, r).persist()
     test = ranking.interaction_pairs(test_events, r).persist()
     relevant = ranking.relevant_pairs(test, train, r).persist()
+    cached = [train, test, relevant]
+    try:
+        rows = _count_pairs(task, train, test, relevant)
+        lap("split")
+        folded = sampling.with_folds(
+            train, key=[r.user, r.item], folds=tspec.folds, seed=tspec.seed, label=None
+        ).persist()
+        try:
+            results = search_candidates(tspec, recommender_preparer(task, folded))
+        finally:
+            folded.unpersist()
+        winner = pick_winner(results, tspec.metric)
+        lap("cross_validation")
+
+        candidate = next(c for c in tspec.candidates if c.name == winner.candidate)
+        final = fit_recommender(task, train, candidate, winner.params)
+        lap("refit")
+        evaluation = _test(task, final, train, test, relevant, winner, results, rows, cached)
+        lap("evaluate")
+    except BaseException:
+        for df in cached:
+            df.unpersist()
+        raise
+    return evaluation
+
+
+def _count_pairs(
+    task: RecommendTask, train: DataFrame, test: DataFrame, relevant: DataFrame
+) -> dict[str, int]:
+    r = task.recommend
     rows = {"train": train.count(), "test": test.count(), "test_relevant": relevant.count()}
     rows["train_users"] = train.select(r.user).distinct().count()
     rows["test_users_evaluated"] = relevant.select(r.user).distinct().count()
     if rows["train"] == 0 or rows["test_relevant"] == 0:
         raise RunError(
             f"not enough interactions to train (train pairs {rows['train']}, test pairs of known "
-            f"users {rows['test_relevant']}) in the {spec.nightly.train_lookback_days}-day window"
+            f"users {rows['test_relevant']}) in the {task.lookback_days}-day window"
         )
-    lap("split")
+    return rows
 
-    folded = sampling.with_folds(
-        train, key=[r.user, r.item], folds=tspec.folds, seed=tspec.seed, label=None
-    ).persist()
-    results = cross_validate(
-        spark,
-        config,
-        folded,
-        prepare=recommender_preparer(config),
-        sample_key=[r.user, r.item],
-    )
-    folded.unpersist()
-    winner = pick_winner(results, tspec.metric)
-    lap("cross_validation")
 
-    candidate = next(c for c in tspec.candidates if c.name == winner.candidate)
-    final = fit_recommender(config, train, candidate, winner.params)
-    lap("refit")
-
+def _test(
+    task: RecommendTask,
+    final: PipelineModel,
+    train: DataFrame,
+    test: DataFrame,
+    relevant: DataFrame,
+    winner: GridResult,
+    results: list[GridResult],
+    rows: dict[str, int],
+    cached: list[DataFrame],
+) -> Evaluation:
+    """The model and the popularity baseline on the held-out pairs; the gate's measures."""
+    tspec, r, k = task.train, task.recommend, task.train.top_k
     model_users = ranking.evaluate_model(final, train, relevant, k, r).persist()
     baseline_users = ranking.evaluate_popularity(train, relevant, k, r).persist()
+    cached += [model_users, baseline_users]
     model_means = ranking.mean_metrics(model_users)
     baseline_means = ranking.mean_metrics(baseline_users)
     test_metrics = {m: model_means[m] for m in ranking.METRIC_NAMES}
@@ -186,9 +205,6 @@ def evaluate_recommender(
     in_sample = ranking.mean_metrics(
         ranking.evaluate_model(final, None, train.select(r.user, r.item), k, fit_spec)
     )
-    plots = [_plot_vs_baseline(model_means, baseline_means, k, report_dir)]
-    lap("evaluate")
-
     gate_metric = tspec.gate.metric or tspec.metric
 
     def per_user(model: PipelineModel) -> DataFrame:
@@ -210,9 +226,10 @@ def evaluate_recommender(
         )
 
     def release() -> None:
-        for df in (train, test, relevant, model_users, baseline_users):
+        for df in cached:
             df.unpersist()
 
+    metrics = list(ranking.METRIC_NAMES)
     return Evaluation(
         results=results,
         winner=winner,
@@ -221,42 +238,15 @@ def evaluate_recommender(
         train_metric=in_sample[tspec.metric],
         test_metric=test_metrics[tspec.metric],
         threshold=None,
-        plots=plots,
         importances={},
         rows=rows,
         example=test.select(r.user, r.item),
         gate=GateInputs(gate_metric, score, gains if tspec.gate.bootstrap else None),
         release=release,
+        ranking=RankingComparison(
+            k=k,
+            users=int(model_means["users"]),
+            model={m: model_means[m] for m in metrics},
+            baseline={m: baseline_means[m] for m in metrics},
+        ),
     )
-
-
-def _plot_vs_baseline(
-    model: dict[str, float], baseline: dict[str, float], k: int, out_dir: Path
-) -> Path:
-    """Bars of the four ranking metrics, the model next to the most-popular baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = list(ranking.METRIC_NAMES)
-    labels = [n.replace("_at_k", f"@{k}") for n in names]
-    xs = range(len(names))
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.bar([x - 0.2 for x in xs], [model[n] for n in names], width=0.4, label="ALS model")
-    ax.bar(
-        [x + 0.2 for x in xs],
-        [baseline[n] for n in names],
-        width=0.4,
-        label="most popular",
-        color="#bbb",
-    )
-    ax.set_xticks(list(xs), labels)
-    ax.set(title=f"Ranking metrics on held-out interactions ({int(model['users']):,} users)")
-    ax.legend()
-    fig.tight_layout()
-    path = out_dir / "ranking_vs_popularity.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

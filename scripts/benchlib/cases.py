@@ -104,8 +104,8 @@ class Case:
 def _labelled(spark: SparkSession, table: str) -> DataFrame:
     from pyspark.sql import functions as F
 
-    from pipeline.features.transforms import LABEL
     from pipeline.io.delta import read_delta
+    from pipeline.names import LABEL
 
     return read_delta(spark, table).where(F.col(LABEL).isNotNull())
 
@@ -113,21 +113,26 @@ def _labelled(spark: SparkSession, table: str) -> DataFrame:
 def train_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
     """Everything `run_train` does before MLflow: split, folds, CV, winner, refit, test metrics."""
     from pipeline.model.evaluate import binary_metrics, choose_threshold
-    from pipeline.train.runner import assign_folds, cross_validate, fit_final, pick_winner, split
+    from pipeline.session import parallelism
+    from pipeline.train.search import pick_winner, search_candidates
+    from pipeline.train.supervised import SupervisedTask, fit_final, supervised_preparer
 
     assert spark is not None
+    task = SupervisedTask.of(config.require_pipeline())
+    cores = parallelism(spark)
     clock = ctx.clock
     clock.start()
-    train, test = split(spark, config, _labelled(spark, ctx.table))
+    train, test = task.split(_labelled(spark, ctx.table), cores)
     train, test = train.persist(), test.persist()
     n_train, n_test = train.count(), test.count()
     clock.lap("split")
-    folded = assign_folds(spark, config, train).persist()
-    results = cross_validate(spark, config, folded)
+    folded = task.folds(train, cores).persist()
+    tspec = task.train
+    results = search_candidates(tspec, supervised_preparer(task, folded))
     folded.unpersist()
     winner = pick_winner(results, "areaUnderROC")
     clock.lap("cross_validation")
-    final = fit_final(config, train, winner)
+    final = fit_final(task, train, winner)
     clock.lap("refit")
     assert winner.histogram is not None
     threshold = choose_threshold(winner.histogram, "max_f1")
@@ -166,7 +171,7 @@ def train_ours_full(ctx: Context, config: AppConfig, spark: SparkSession | None)
     ctx.clock.start()
     result = run_train(spark, config, run_date=RUN_DATE, run_id=f"bench-{ctx.rep}")
     ctx.clock.stop()
-    ctx.clock.phases.update(result.durations)
+    ctx.clock.phases.update(result.summary.durations_s)
     return {
         "chosen": f"regParam={result.winner.params['regParam']}",
         "cv_auc": result.winner.mean,
@@ -180,20 +185,19 @@ def train_naive_mllib(ctx: Context, config: AppConfig, spark: SparkSession | Non
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 
-    from pipeline.features.transforms import LABEL
     from pipeline.model import sampling
     from pipeline.model.candidates import make_estimator
     from pipeline.model.evaluate import binary_metrics
     from pipeline.model.preprocess import build_preprocessing
-    from pipeline.train.runner import assign_folds, split
+    from pipeline.names import LABEL
+    from pipeline.session import parallelism
+    from pipeline.train.supervised import SupervisedTask
 
     assert spark is not None
-    spec = config.require_pipeline()
-    assert spec.model is not None
-    assert spec.train is not None
-    candidate = spec.train.candidates[0]
+    task = SupervisedTask.of(config.require_pipeline())
+    candidate = task.train.candidates[0]
     estimator = make_estimator(candidate, dict(candidate.params), seed=SEED)
-    pipeline = Pipeline(stages=[*build_preprocessing(spec.model, classification=True), estimator])
+    pipeline = Pipeline(stages=[*build_preprocessing(task.model, classification=True), estimator])
     grid = ParamGridBuilder().addGrid(estimator.regParam, REG_PARAMS).build()
     cv = CrossValidator(
         estimator=pipeline,
@@ -206,8 +210,9 @@ def train_naive_mllib(ctx: Context, config: AppConfig, spark: SparkSession | Non
     )
     clock = ctx.clock
     clock.start()
-    train, test = split(spark, config, _labelled(spark, ctx.table))
-    folded = assign_folds(spark, config, train)
+    cores = parallelism(spark)
+    train, test = task.split(_labelled(spark, ctx.table), cores)
+    folded = task.folds(train, cores)
     model = cv.fit(folded)
     clock.lap("cross_validation_and_refit")
     metrics, _ = binary_metrics(model.bestModel.transform(test), 0.5)
@@ -252,8 +257,8 @@ def train_sklearn(ctx: Context, config: AppConfig, spark: SparkSession | None) -
     from sklearn.model_selection import GridSearchCV, PredefinedSplit
     from sklearn.pipeline import Pipeline
 
-    from pipeline.features.transforms import LABEL
     from pipeline.model.sampling import FOLD
+    from pipeline.names import LABEL
 
     clock = ctx.clock
     clock.start()
@@ -296,22 +301,22 @@ def train_sklearn(ctx: Context, config: AppConfig, spark: SparkSession | None) -
 
 def train_gbt_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
     """Our refit path with a GBT candidate (preprocessing + GBTClassifier) and test AUC."""
-    from pipeline.model.candidates import grid_points
     from pipeline.model.evaluate import binary_metrics
-    from pipeline.train.runner import GridResult, fit_final, split
+    from pipeline.session import parallelism
+    from pipeline.train.search import GridResult, grid_points
+    from pipeline.train.supervised import SupervisedTask, fit_final
 
     assert spark is not None
-    spec = config.require_pipeline()
-    assert spec.train is not None
-    candidate = spec.train.candidates[0]
+    task = SupervisedTask.of(config.require_pipeline())
+    candidate = task.train.candidates[0]
     clock = ctx.clock
     clock.start()
-    train, test = split(spark, config, _labelled(spark, ctx.table))
+    train, test = task.split(_labelled(spark, ctx.table), parallelism(spark))
     train, test = train.persist(), test.persist()
     train.count(), test.count()
     clock.lap("split")
     winner = GridResult(candidate.name, candidate.algorithm, 0, grid_points(candidate)[0])
-    final = fit_final(config, train, winner)
+    final = fit_final(task, train, winner)
     clock.lap("fit")
     metrics, _ = binary_metrics(final.transform(test), 0.5)
     clock.lap("evaluate")
@@ -325,7 +330,7 @@ def train_gbt_sklearn(ctx: Context, config: AppConfig, spark: SparkSession | Non
     from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import Pipeline
 
-    from pipeline.features.transforms import LABEL
+    from pipeline.names import LABEL
 
     clock = ctx.clock
     clock.start()
@@ -364,7 +369,7 @@ def train_gbt_sklearn(ctx: Context, config: AppConfig, spark: SparkSession | Non
 def _predictions(
     ctx: Context, scored: DataFrame, score: Column, *, classification: bool
 ) -> DataFrame:
-    from pipeline.score.runner import predictions_frame
+    from pipeline.score.predictions import predictions_frame
 
     return predictions_frame(
         scored,
@@ -393,7 +398,7 @@ def score_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Q
 
     from pipeline.io.delta import read_delta
     from pipeline.model.compiled import COMPILED, model_scores
-    from pipeline.score.runner import write_predictions
+    from pipeline.score.predictions import write_predictions
 
     assert spark is not None
     out = uri(ctx.scratch / "predictions")
@@ -420,7 +425,7 @@ def score_spark_udf(ctx: Context, config: AppConfig, spark: SparkSession | None)
     from pyspark.sql import functions as F
 
     from pipeline.io.delta import read_delta
-    from pipeline.score.runner import write_predictions
+    from pipeline.score.predictions import write_predictions
 
     assert spark is not None
     mlflow.set_tracking_uri(str(ctx.manifest["tracking_uri"]))

@@ -50,7 +50,7 @@ def training_frame(spark: SparkSession, rows: int) -> DataFrame:
     """
     from pyspark.sql import functions as F
 
-    from pipeline.features.transforms import EVENT_DATE, LABEL
+    from pipeline.names import EVENT_DATE, LABEL
 
     parts = max(2, math.ceil(rows / ROWS_PER_PARTITION))
     raw = spark.range(0, rows, 1, numPartitions=parts).select(
@@ -119,14 +119,16 @@ def setup(
     from mlflow.models import infer_signature
     from pyspark.sql import functions as F
 
-    from pipeline.features.transforms import LABEL
     from pipeline.generate import generate
     from pipeline.io.delta import read_delta
     from pipeline.model import sampling
     from pipeline.model.compiled import SCORING_TAG, scoring_tags
     from pipeline.model.registry import pip_requirements
+    from pipeline.names import LABEL
+    from pipeline.session import parallelism
     from pipeline.tracking import configure_mlflow, ensure_experiment
-    from pipeline.train.runner import GridResult, assign_folds, fit_final, split
+    from pipeline.train.search import GridResult
+    from pipeline.train.supervised import SupervisedTask, fit_final
 
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -153,9 +155,11 @@ def setup(
 
     # The base size: split and folds exactly as our training computes them, exported to Parquet.
     data = read_delta(spark, uri(layout.table(base))).where(F.col(LABEL).isNotNull())
-    train, test = split(spark, config, data)
+    task = SupervisedTask.of(config.require_pipeline())
+    cores = parallelism(spark)
+    train, test = task.split(data, cores)
     train = train.persist()
-    folded = assign_folds(spark, config, train)
+    folded = task.folds(train, cores)
     columns = [KEY, *NUMERIC, *CATEGORICAL, LABEL]
     export = folded.select(*columns, sampling.FOLD, F.lit("train").alias(SPLIT_COL)).unionByName(
         test.select(*columns, F.lit(-1).alias(sampling.FOLD), F.lit("test").alias(SPLIT_COL))
@@ -171,7 +175,7 @@ def setup(
         0,
         {"maxIter": LR_MAX_ITER, "regParam": SCORE_REG_PARAM},
     )
-    model = fit_final(config, train, winner)
+    model = fit_final(task, train, winner)
     model.write().overwrite().save(uri(layout.model))
     # The check registration makes: may the score stage use the compiled expression?
     scoring = scoring_tags(model, test, classification=True)

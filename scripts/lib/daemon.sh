@@ -60,20 +60,69 @@ wait_gone() {  # wait_gone SECONDS PID... : true when all PIDs have exited withi
   done
 }
 
+tree_of() {  # tree_of PID : PID and every descendant, on one line
+  # Collected before anything is signalled: once a parent exits, its children are re-parented
+  # and out of reach.
+  echo "$1 $(descendants "$1" | tr '\n' ' ')"
+}
+
+reap() {  # reap NAME GRACE PID... : wait up to GRACE seconds for PIDs (already asked to stop) to
+  # exit; SIGKILL what is left, and fail when even that does not end them within 10 s
+  local name="$1" grace="$2"
+  shift 2
+  if ! wait_gone "$grace" "$@"; then
+    say "$name (pid $1) still running after ${grace}s; sending SIGKILL"
+    kill -KILL "$@" 2>/dev/null || true
+    wait_gone 10 "$@" || die "could not stop $name: pids $* still alive"
+  fi
+}
+
 stop_tree() {  # stop_tree NAME PID [GRACE] : SIGTERM PID and its descendants, wait, SIGKILL leftovers
   local name="$1" pid="$2" grace="${3:-30}" tree
-  # Collect the tree first: once the parent exits its children are re-parented and out of reach.
-  tree="$pid $(descendants "$pid" | tr '\n' ' ')"
+  tree="$(tree_of "$pid")"
   # shellcheck disable=SC2086
   kill -TERM $tree 2>/dev/null || true
   # shellcheck disable=SC2086
-  if ! wait_gone "$grace" $tree; then
-    say "$name (pid $pid) still running after ${grace}s; sending SIGKILL"
-    # shellcheck disable=SC2086
-    kill -KILL $tree 2>/dev/null || true
-    # shellcheck disable=SC2086
-    wait_gone 10 $tree || die "could not stop $name: pids $tree still alive"
+  reap "$name" "$grace" $tree
+}
+
+wait_ready() {  # wait_ready NAME PID TIMEOUT LOG ON_FAIL CHECK... : poll CHECK until it succeeds.
+  # If PID exits first, or TIMEOUT seconds pass: ON_FAIL (a command that stops and cleans up what
+  # was started), the tail of LOG, and fail with one line.
+  local name="$1" pid="$2" timeout="$3" log="$4" on_fail="$5" deadline
+  shift 5
+  deadline=$((SECONDS + timeout))
+  until "$@"; do
+    if ! alive "$pid"; then
+      $on_fail
+      log_tail "$log"
+      die "$name exited during start-up (see $log)"
+    fi
+    if [[ "$SECONDS" -ge "$deadline" ]]; then
+      $on_fail
+      log_tail "$log"
+      die "$name was not ready within ${timeout}s (stopped it; see $log)"
+    fi
+    sleep 0.5
+  done
+}
+
+stop_service() {  # stop_service NAME PIDFILE PID STOPPER... : stop a running service with
+  # `STOPPER... PID`, then remove its pid file; or say it is not running (and drop a stale pid file)
+  local name="$1" pidfile="$2" pid="$3"
+  shift 3
+  if [[ -z "$pid" ]]; then
+    if [[ -f "$pidfile" ]]; then
+      rm -f "$pidfile"
+      say "$name not running (removed the stale pid file)"
+    else
+      say "$name not running"
+    fi
+    return 0
   fi
+  "$@" "$pid"
+  rm -f "$pidfile"
+  say "stopped $name (pid $pid)"
 }
 
 port_busy() {  # port_busy PORT : something accepts connections on 127.0.0.1:PORT

@@ -1,0 +1,48 @@
+"""The quarantine table: every row a stage refuses, with the reason, kept for a person to look at.
+
+Ingest puts bad records and unreadable files here, scoring puts rows it cannot score; both build
+their rows with `quarantine_rows` and append them with `append_quarantine`, so the table has one
+layout and one write protocol whoever writes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from pipeline.io.delta import append_idempotent
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+# What a stage supplies for each refused row; the rest of the layout is added here.
+RECORD_COLUMNS = ("raw_record", "source_file", "reason", "detail")
+RECORD_DDL = "raw_record STRING, source_file STRING, reason STRING, detail STRING"
+
+
+def quarantine_rows(
+    records: DataFrame,
+    *,
+    pipeline: str,
+    source: str,
+    run_id: str,
+    batch_id: int,
+    run_date: dt.date | None,
+) -> DataFrame:
+    """`records` (raw_record, source_file, reason, detail) in the quarantine table's layout."""
+    from pyspark.sql import functions as F
+
+    return records.select(
+        *RECORD_COLUMNS,
+        F.lit(pipeline).alias("pipeline"),
+        F.lit(source).alias("source"),
+        F.lit(run_id).alias("run_id"),
+        F.lit(batch_id).cast("long").alias("batch_id"),
+        F.lit(run_date).cast("date").alias("run_date"),
+        F.current_timestamp().alias("quarantined_at"),
+    )
+
+
+def append_quarantine(rows: DataFrame, path: str, *, app_id: str, version: int) -> None:
+    """Append quarantined rows once per (writer, version) (Delta's idempotent writes)."""
+    append_idempotent(rows, path, app_id=app_id, version=version)
