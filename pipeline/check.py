@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from pipeline import tracking
 from pipeline.config import AppConfig
 from pipeline.errors import RunError
 from pipeline.tracking import ensure_experiment
@@ -32,7 +33,7 @@ def run_check(spark: SparkSession, config: AppConfig) -> str:
 
     experiment_id = ensure_experiment(config.mlflow, "_check")
     with mlflow.start_run(experiment_id=experiment_id, run_name="stack-check") as run:
-        mlflow.log_params({"spark_version": spark.version, "delta_table": path})
+        tracking.log_params({"spark_version": spark.version, "delta_table": path})
         mlflow.log_metric("rows_round_tripped", read_df.count())
     return "\n".join(
         [

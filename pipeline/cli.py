@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import AppConfig, load_config
+from pipeline.config.loader import Resolved, resolve_config
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.io.audit import new_run_id
+from pipeline.redact import installed
 from pipeline.rundate import default_run_date
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ class Invocation:
 
     args: argparse.Namespace
     config: AppConfig
+    resolved: Resolved | None = None  # the configuration with each value's origin
 
     def spark(self) -> SparkSession:
         """The SparkSession (built on first use, after the configuration was validated)."""
@@ -131,27 +134,23 @@ def _score(inv: Invocation) -> int:
 
 
 def _nightly(inv: Invocation) -> int:
-    from pipeline.nightly import pipeline_lock, run_nightly
+    from pipeline.nightly import run_nightly
 
-    with pipeline_lock(inv.config):
-        result = run_nightly(
-            inv.spark(), inv.config, run_date=inv.args.run_date, run_id=new_run_id()
-        )
+    result = run_nightly(inv.spark(), inv.config, run_date=inv.args.run_date, run_id=new_run_id())
     print(result.summary())
     return EXIT_OK
 
 
 def _backfill(inv: Invocation) -> int:
-    from pipeline.nightly import pipeline_lock, run_backfill
+    from pipeline.nightly import run_backfill
 
-    with pipeline_lock(inv.config):
-        results = run_backfill(
-            inv.spark(),
-            inv.config,
-            first=inv.args.date_from,
-            last=inv.args.date_to,
-            run_id=new_run_id(),
-        )
+    results = run_backfill(
+        inv.spark(),
+        inv.config,
+        first=inv.args.date_from,
+        last=inv.args.date_to,
+        run_id=new_run_id(),
+    )
     for result in results:
         print(result.summary())
     return EXIT_OK
@@ -193,6 +192,14 @@ def _generate(inv: Invocation) -> int:
         spark=inv.spark() if remote else None,
     )
     print(report.summary())
+    return EXIT_OK
+
+
+def _config(inv: Invocation) -> int:
+    from pipeline.config.show import render
+
+    assert inv.resolved is not None  # main() always passes it
+    print(render(inv.resolved))
     return EXIT_OK
 
 
@@ -297,6 +304,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         pipeline=False,
         run_date=False,
     )
+    add(
+        "config",
+        "print the resolved configuration, secrets masked, with where each value came from",
+        _config,
+        run_date=False,
+    )
     return parser, handlers
 
 
@@ -318,8 +331,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Everything this process prints or logs from here on passes the redactor, which learns the
+    # configuration's secrets as it is loaded.
+    with installed():
+        return _main(args, handlers, verbose)
+
+
+def _main(args: argparse.Namespace, handlers: dict[str, Handler], verbose: bool) -> int:
     try:
-        config = load_config(
+        resolved = resolve_config(
             getattr(args, "pipeline", None),
             env=args.env,
             conf_dir=args.conf_dir,
@@ -333,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "run_date", "absent") is None:
         args.run_date = default_run_date()
     try:
-        return handlers[args.command](Invocation(args=args, config=config))
+        return handlers[args.command](Invocation(args, resolved.config, resolved))
     except ConfigError as exc:
         print(f"mlpipe: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE

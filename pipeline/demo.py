@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from pipeline.config.models import AppConfig
 from pipeline.generate import generate
 from pipeline.io.audit import new_run_id
-from pipeline.nightly import pipeline_lock, run_nightly
+from pipeline.io.lease import tables_lease
+from pipeline.nightly import run_nightly
 from pipeline.paths import PipelinePaths, join_uri
 from pipeline.status import pipeline_status
 from pipeline.train.runner import TrainResult
@@ -46,7 +47,8 @@ def run_demo(spark: SparkSession, config: AppConfig, plan: DemoPlan) -> int:
         f"({spark.sparkContext.master}), MLflow at {config.mlflow.tracking_uri}",
         flush=True,
     )
-    with pipeline_lock(config):
+    ttl = config.storage.lease_ttl_seconds
+    with tables_lease(spark, paths, ttl, command="demo", run_id=None):
         for night in range(plan.days):
             day = plan.start_date + dt.timedelta(days=night)
             t0 = time.monotonic()

@@ -14,10 +14,19 @@ class ConfigError(PipelineError):
 
     exit_code = 2
 
-    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
         self.file = file
         self.key = key
-        where = ", ".join(p for p in (file, f"key '{key}'" if key else None) if p)
+        self.line = line
+        parts = (file, f"line {line}" if line else None, f"key '{key}'" if key else None)
+        where = ", ".join(p for p in parts if p)
         super().__init__(f"{where}: {message}" if where else message)
 
 

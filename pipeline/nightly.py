@@ -2,30 +2,28 @@
 Spark application; and backfill, the same for a range of dates in order.
 
 Resumable: a stage whose latest audit row for the date succeeded (or was a no-op) is skipped on a
-rerun, so a failed night resumes where it stopped, and every stage is idempotent anyway. A lock
-file stops two nightly runs of the same pipeline from overlapping on one scheduler host.
+rerun, so a failed night resumes where it stopped, and every stage is idempotent anyway. A date is
+done only for the data it saw: ingest always runs (files may have landed late, and it is a no-op
+when none did); the features of a date are due again when bronze gained rows of the date's event
+window after they were built; its scores are due again when its features were rebuilt after them.
+The whole flow holds the pipeline's lease (`pipeline.io.lease`): one writer at a time, on any host.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
-import hashlib
 import logging
-import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config.models import AppConfig
 from pipeline.errors import RunError
-from pipeline.features.runner import run_features
+from pipeline.faults import crash_point
+from pipeline.features.runner import SEEN_BATCH, label_horizon_days, run_features
 from pipeline.ingest.runner import run_ingest
 from pipeline.io.audit import NOOP, SKIPPED, SUCCEEDED, LedgerEntry, read_audit, write_audit
-from pipeline.io.delta import is_delta_table
+from pipeline.io.delta import is_delta_table, read_delta
+from pipeline.io.lease import tables_lease
 from pipeline.model.registry import champion_version
 from pipeline.paths import PipelinePaths
 from pipeline.score.runner import run_score
@@ -55,39 +53,13 @@ class NightlyResult:
         return f"nightly {self.run_date}: {done}" + "".join(f"\n  {m}" for m in self.messages)
 
 
-@contextlib.contextmanager
-def pipeline_lock(config: AppConfig) -> Iterator[None]:
-    """An exclusive, non-blocking lock per pipeline and table location; RunError when held."""
-    spec = config.require_pipeline()
-    digest = hashlib.sha1(PipelinePaths.of(config).audit.encode()).hexdigest()[:12]
-    lock_dir = Path(os.environ.get("MLPIPE_LOCK_DIR", Path(tempfile.gettempdir()) / "mlpipe-locks"))
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    path = lock_dir / f"{spec.name}-{digest}.lock"
-    with open(path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunError(
-                f"another nightly run of '{spec.name}' is in progress (lock {path})"
-            ) from None
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def completed_stages(spark: SparkSession, config: AppConfig, run_date: dt.date) -> set[str]:
-    """Stages whose latest audit row for the date is a success or a no-op."""
+def _latest_rows(spark: SparkSession, audit: str, run_date: dt.date) -> list[Any]:
+    """The latest audit row of each stage (and source) for the date, skips left out."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    paths = PipelinePaths.of(config)
-    if not is_delta_table(spark, paths.audit):
-        return set()
-    latest = (
-        read_audit(spark, paths.audit)
+    return (
+        read_audit(spark, audit)
         .where(
             (F.col("run_date") == F.lit(run_date))
             & F.col("stage").isin(*STAGES)
@@ -102,12 +74,116 @@ def completed_stages(spark: SparkSession, config: AppConfig, run_date: dt.date) 
         .where(F.col("_n") == 1)
         .collect()
     )
+
+
+def late_rows(
+    spark: SparkSession, config: AppConfig, run_date: dt.date, seen_batch: float | None
+) -> bool:
+    """Whether bronze holds rows of the date's event window from a batch after `seen_batch`."""
+    from pyspark.sql import functions as F
+
+    spec = config.require_pipeline()
+    features = spec.require_features()
+    bronze = PipelinePaths.of(config).bronze(spec.feature_source)
+    if seen_batch is None or not is_delta_table(spark, bronze):
+        return False
+    first = run_date - dt.timedelta(days=label_horizon_days(features))
+    event_date = F.to_date(F.col(features.event_time))
+    late = read_delta(spark, bronze).where(
+        (F.col("_batch_id") > F.lit(int(seen_batch)))
+        & (event_date >= F.lit(first))
+        & (event_date <= F.lit(run_date))
+    )
+    return bool(late.limit(1).count())
+
+
+def due_again(spark: SparkSession, config: AppConfig, run_date: dt.date) -> dict[str, str]:
+    """Stages done earlier for the date that are due again, and why."""
+    rows = _latest_rows(spark, PipelinePaths.of(config).audit, run_date)
+    by_stage = {r["stage"]: r for r in rows if r["status"] in (SUCCEEDED, NOOP)}
+    out: dict[str, str] = {}
+    features = by_stage.get("features")
+    if features is not None:
+        seen = (features["metrics"] or {}).get(SEEN_BATCH)
+        if late_rows(spark, config, run_date, seen):
+            out["features"] = "rows of the date landed after its features were built"
+    score = by_stage.get("score")
+    if score is not None and (
+        "features" in out
+        or (features is not None and features["finished_at"] > score["finished_at"])
+    ):
+        out["score"] = "its features were rebuilt after it scored"
+    return out
+
+
+def dates_due_again(spark: SparkSession, config: AppConfig) -> dict[dt.date, list[str]]:
+    """Every run date with a stage due again (see `due_again`), in one pass over the audit table
+    and the ingest batches bronze gained since: what `status` shows."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    spec = config.require_pipeline()
+    paths = PipelinePaths.of(config)
+    if spec.features is None or not is_delta_table(spark, paths.audit):
+        return {}
+    latest = (
+        read_audit(spark, paths.audit)
+        .where(F.col("stage").isin("features", "score") & F.col("status").isin(SUCCEEDED, NOOP))
+        .withColumn(
+            "_n",
+            F.row_number().over(
+                Window.partitionBy("stage", "run_date").orderBy(F.col("finished_at").desc())
+            ),
+        )
+        .where(F.col("_n") == 1)
+        .collect()
+    )
+    features = {r["run_date"]: r for r in latest if r["stage"] == "features"}
+    scores = {r["run_date"]: r for r in latest if r["stage"] == "score"}
+    seen = {d: (r["metrics"] or {}).get(SEEN_BATCH) for d, r in features.items()}
+    known = [v for v in seen.values() if v is not None]
+    bronze = paths.bronze(spec.feature_source)
+    batches: list[tuple[int, dt.date, dt.date]] = []
+    if known and is_delta_table(spark, bronze):
+        event_date = F.to_date(F.col(spec.features.event_time))
+        batches = [
+            (int(r[0]), r[1], r[2])
+            for r in read_delta(spark, bronze)
+            .where(F.col("_batch_id") > F.lit(int(min(known))))
+            .groupBy("_batch_id")
+            .agg(F.min(event_date), F.max(event_date))
+            .collect()
+            if r[1] is not None
+        ]
+    horizon = dt.timedelta(days=label_horizon_days(spec.features))
+    out: dict[dt.date, list[str]] = {}
+    for day, row in features.items():
+        batch = seen.get(day)
+        late = batch is not None and any(
+            b > batch and lo <= day and hi >= day - horizon for b, lo, hi in batches
+        )
+        if late:
+            out.setdefault(day, []).append("features")
+        score = scores.get(day)
+        if score is not None and (late or row["finished_at"] > score["finished_at"]):
+            out.setdefault(day, []).append("score")
+    return out
+
+
+def completed_stages(spark: SparkSession, config: AppConfig, run_date: dt.date) -> set[str]:
+    """Stages done for the date: the latest audit row is a success or a no-op, and no data the
+    stage has not seen arrived since. Ingest is never done: new files may land at any time."""
+    paths = PipelinePaths.of(config)
+    if not is_delta_table(spark, paths.audit):
+        return set()
     by_stage: dict[str, list[str]] = {}
-    for row in latest:
+    for row in _latest_rows(spark, paths.audit, run_date):
         by_stage.setdefault(row["stage"], []).append(row["status"])
-    return {
+    done = {
         s for s, statuses in by_stage.items() if all(st in (SUCCEEDED, NOOP) for st in statuses)
     }
+    done.discard("ingest")
+    return done - set(due_again(spark, config, run_date))
 
 
 def retrain_due(spark: SparkSession, config: AppConfig, run_date: dt.date) -> tuple[bool, str]:
@@ -158,13 +234,26 @@ def retrain_due(spark: SparkSession, config: AppConfig, run_date: dt.date) -> tu
 def run_nightly(
     spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
 ) -> NightlyResult:
-    """One night for one date (the caller holds the lock)."""
+    """One night for one date, under the pipeline's lease."""
+    paths = PipelinePaths.of(config)
+    ttl = config.storage.lease_ttl_seconds
+    with tables_lease(spark, paths, ttl, command="nightly", run_id=run_id):
+        return _night(spark, config, run_date=run_date, run_id=run_id)
+
+
+def _night(
+    spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
+) -> NightlyResult:
     spec = config.require_pipeline()
     paths = PipelinePaths.of(config)
     result = NightlyResult(run_date, run_id)
-    done = completed_stages(spark, config, run_date)
     for stage in STAGES:
-        if stage in done:
+        # Decided stage by stage, after the ones before it ran: tonight's ingest may bring late
+        # rows that make the date's features (and then its scores) due again.
+        again = due_again(spark, config, run_date) if is_delta_table(spark, paths.audit) else {}
+        if stage in again:
+            result.messages.append(f"{stage} due again: {again[stage]}")
+        if stage != "ingest" and stage in completed_stages(spark, config, run_date):
             result.stages[stage] = "done before"
             write_audit(
                 spark,
@@ -203,6 +292,7 @@ def run_nightly(
                 run_score(spark, config, run_date=run_date, run_id=run_id).summary()
             )
         result.stages[stage] = "ran"
+        crash_point(f"nightly.after_{stage}")
     log.info(result.summary())
     return result
 
@@ -213,9 +303,12 @@ def run_backfill(
     """Every date from `first` to `last`, in order, in this one Spark application."""
     if last < first:
         raise RunError(f"--to {last} is before --from {first}")
+    paths = PipelinePaths.of(config)
+    ttl = config.storage.lease_ttl_seconds
     results = []
-    day = first
-    while day <= last:
-        results.append(run_nightly(spark, config, run_date=day, run_id=f"{run_id}-{day}"))
-        day += dt.timedelta(days=1)
+    with tables_lease(spark, paths, ttl, command="backfill", run_id=run_id):
+        day = first
+        while day <= last:
+            results.append(run_nightly(spark, config, run_date=day, run_id=f"{run_id}-{day}"))
+            day += dt.timedelta(days=1)
     return results

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from pipeline.config.models import SparkConfig
 from pipeline.errors import RunError
+from pipeline.jvmcache import java_options
+from pipeline.redact import SPARK_REDACTION_REGEX
 from pipeline.sparkconf import DELTA_CONF
 
 if TYPE_CHECKING:
@@ -79,11 +81,19 @@ def session_conf(cfg: SparkConfig) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
+        # Spark masks the values of matching keys in its logs, UI and event logs; its default
+        # misses Azure account keys and GCS private keys (a user's own setting still wins).
+        "spark.redaction.regex": SPARK_REDACTION_REGEX,
     }
     if cfg.master.startswith("local"):
         conf["spark.driver.host"] = LOOPBACK
         conf["spark.driver.bindAddress"] = LOOPBACK
     conf.update({k: _conf_str(v) for k, v in cfg.conf.items()})
+    cds = java_options()
+    if cds:
+        # The driver JVM's start (pipeline/jvmcache.py); a user's own options come after ours.
+        given = conf.get("spark.driver.extraJavaOptions", "")
+        conf["spark.driver.extraJavaOptions"] = f"{cds} {given}".strip()
     return conf
 
 
@@ -112,7 +122,12 @@ def build_spark(cfg: SparkConfig, *, app_name: str | None = None) -> SparkSessio
         given = submitted.get("spark.app.name", "")
         if not given or given.endswith(".py"):
             builder = builder.appName(name)
-        for key, value in {**DELTA_CONF, "spark.sql.session.timeZone": "UTC"}.items():
+        defaults = {
+            **DELTA_CONF,
+            "spark.sql.session.timeZone": "UTC",
+            "spark.redaction.regex": SPARK_REDACTION_REGEX,
+        }
+        for key, value in defaults.items():
             if not submitted.contains(key):
                 builder = builder.config(key, value)
         spark = builder.getOrCreate()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pipeline.config.models import AppConfig
 from pipeline.io.delta import is_delta_table, read_delta
 from pipeline.model.registry import champion_version
+from pipeline.nightly import dates_due_again
 from pipeline.paths import PipelinePaths
 from pipeline.tracking import configure_mlflow
 
@@ -100,6 +101,14 @@ def pipeline_status(spark: SparkSession, config: AppConfig) -> str:
                 ],
             ),
         ]
+    due = dates_due_again(spark, config)
+    if due:
+        out += [
+            "",
+            "dates due again (data landed after they ran; the next nightly or backfill "
+            "of each date reruns these stages):",
+        ]
+        out += [f"  {day}: {' and '.join(stages)} due again" for day, stages in sorted(due.items())]
     name = spec.model_name
     version = champion_version(name)
     out += [

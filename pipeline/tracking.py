@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pipeline.config.models import MlflowConfig
+from pipeline.redact import redact, redact_value
 
 
 def configure_mlflow(cfg: MlflowConfig) -> None:
@@ -37,3 +39,26 @@ def ensure_experiment(cfg: MlflowConfig, pipeline: str) -> str:
     if cfg.artifact_location:
         location = f"{cfg.artifact_location.rstrip('/')}/{pipeline}"
     return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+# What mlpipe writes into MLflow goes through these, so no secret reaches a param, tag or artifact
+# (pipeline.redact). Model artifacts hold no configuration.
+def log_params(params: dict[str, Any]) -> None:
+    """`mlflow.log_params`, secrets masked."""
+    import mlflow
+
+    mlflow.log_params({k: redact(str(v)) for k, v in params.items()})
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    """`mlflow.set_tags`, secrets masked."""
+    import mlflow
+
+    mlflow.set_tags({k: redact(str(v)) for k, v in tags.items()})
+
+
+def log_dict(data: dict[str, Any], artifact_file: str) -> None:
+    """`mlflow.log_dict`, secrets masked (values under secret-named keys entirely)."""
+    import mlflow
+
+    mlflow.log_dict(redact_value(data), artifact_file)

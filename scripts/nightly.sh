@@ -11,10 +11,10 @@
 #   15 2 * * * /path/to/repo/scripts/nightly.sh --pipeline fraud >> /dev/null 2>&1
 #
 # What it does:
-#   * takes a non-blocking lock per pipeline (flock on var/lock/nightly-<pipeline>.lock): while
-#     another run of the same pipeline holds it, this one exits 75 (EX_TEMPFAIL) at once, running
-#     nothing. The job's own processes inherit the lock, so killing only this script does not free
-#     it while the job still runs;
+#   * takes no lock of its own: mlpipe takes the pipeline's lease, which lives with its tables (so it
+#     also excludes runs on other hosts, a backfill, or a driver in cluster mode). While another
+#     command holds it, mlpipe exits 75 (EX_TEMPFAIL) at once, naming the holder, and this script
+#     passes that on without retrying;
 #   * runs, from the project folder whatever the caller's cwd,
 #       .venv/bin/mlpipe nightly --pipeline NAME --run-date DATE [--env ENV] [EXTRA...]
 #     or, with --submit, `scripts/submit [--submit-arg ARGs] nightly -- <the same arguments>`
@@ -26,7 +26,7 @@
 #     times, --retry-delay seconds apart; never exit code 2 (usage or configuration error), nor any
 #     other code (a signal, e.g. 137 after the OOM killer);
 #   * exits with the job's final exit code: 0 success, 1 run failure, 2 usage or configuration
-#     error (also this script's own usage errors), 75 another run holds the lock, 128+N when
+#     error (also this script's own usage errors), 75 another command holds the pipeline's lease, 128+N when
 #     stopped by signal N (SIGTERM/SIGINT/SIGHUP are passed on to the job).
 #
 # Defaults: --run-date yesterday (UTC), --retries 2, --retry-delay 300, --log-dir var/log/nightly
@@ -37,7 +37,6 @@
 #                    it at a fake); without --submit
 #   MLPIPE_SUBMIT    the same for scripts/submit, with --submit
 #   MLPIPE_VENV      the virtualenv (default: <project>/.venv)
-#   MLPIPE_LOCK_DIR  folder of the lock files (default: <project>/var/lock)
 #   JAVA_HOME        its bin/ goes first on PATH (Spark needs java)
 set -euo pipefail
 
@@ -61,8 +60,8 @@ Usage: scripts/nightly.sh --pipeline NAME [--run-date YYYY-MM-DD] [--env ENV] [-
                           [--retry-delay SECONDS] [--log-dir DIR] [--submit] [--submit-arg ARG]...
                           [-- EXTRA MLPIPE ARGS...]
 
-Run 'mlpipe nightly' for one pipeline and date, unattended (cron): one run per pipeline at a
-time (flock), a dated log file, retries of run failures (exit 1) only.
+Run 'mlpipe nightly' for one pipeline and date, unattended (cron): a dated log file, retries of
+run failures (exit 1) only. One run per pipeline at a time: mlpipe's lease on its tables.
 
   --pipeline NAME        pipeline spec conf/base/pipelines/NAME.yml (required)
   --run-date DATE        the logical date (default: yesterday, UTC)
@@ -75,8 +74,8 @@ time (flock), a dated log file, retries of run failures (exit 1) only.
                          (repeatable; implies --submit)
   -- ARGS...             passed to mlpipe nightly unchanged (e.g. -- --set spark.master=local[2])
 
-Exit codes: 0 success, 1 run failure, 2 usage or configuration error, 75 another run of the
-pipeline holds the lock, 128+N stopped by signal N.
+Exit codes: 0 success, 1 run failure, 2 usage or configuration error, 75 another command holds
+the pipeline's lease (nothing ran; not retried), 128+N stopped by signal N.
 EOF
 }
 
@@ -117,7 +116,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 [[ -n "$pipeline" ]] || die "--pipeline NAME is required (see --help)"
-# The name becomes part of file names (lock, log): keep it to what pipeline specs are named.
+# The name becomes part of file names (the log): keep it to what pipeline specs are named.
 [[ "$pipeline" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] ||
   die "invalid pipeline name '$pipeline' (letters, digits, '_', '-', '.')"
 if [[ -z "$run_date" ]]; then
@@ -135,8 +134,6 @@ if [[ -z "$log_dir" ]]; then
 elif [[ "$log_dir" != /* ]]; then
   log_dir="$PWD/$log_dir" # relative to where it was given, before the cd below
 fi
-lock_dir="${MLPIPE_LOCK_DIR:-$ROOT/var/lock}"
-[[ "$lock_dir" == /* ]] || lock_dir="$PWD/$lock_dir"
 
 # The command. Its arguments are the same with or without spark-submit.
 job_args=(--pipeline "$pipeline" --run-date "$run_date")
@@ -154,7 +151,7 @@ fi
 cd "$ROOT"
 
 # ---------------------------------------------------------------------------------------------
-# Log file and lock
+# Log file
 log_file="$log_dir/$pipeline/$run_date.log"
 mkdir -p "$log_dir/$pipeline" 2>/dev/null || die "cannot create the log folder $log_dir/$pipeline"
 touch "$log_file" 2>/dev/null || die "cannot write the log file $log_file"
@@ -168,26 +165,6 @@ say() { # say MESSAGE : the same line on stdout (terse) and in the log
   printf '%s: %s\n' "$label" "$*"
 }
 
-mkdir -p "$lock_dir" 2>/dev/null || die "cannot create the lock folder $lock_dir"
-lock_file="$lock_dir/nightly-$pipeline.lock"
-# Opened for appending: a run that does not get the lock must not truncate the holder's note.
-exec {lock_fd}>>"$lock_file" || die "cannot open the lock file $lock_file"
-if ! flock --nonblock "$lock_fd"; then
-  # The note of the last wrapper that held the lock; a holder that is not a wrapper (e.g.
-  # `flock -n <lock file> mlpipe backfill ...`) leaves none.
-  holder="$(head -n 1 "$lock_file" 2>/dev/null || true)"
-  holder_pid="$(sed -n 's/^pid \([0-9][0-9]*\),.*/\1/p' <<<"$holder")"
-  if [[ -z "$holder_pid" || ! -d "/proc/$holder_pid" ]]; then
-    holder="not a nightly.sh run, e.g. a backfill under flock"
-  fi
-  message="another run of pipeline '$pipeline' holds $lock_file ($holder)"
-  log "refused: $message; exit $EX_TEMPFAIL"
-  die "$message; not running (exit $EX_TEMPFAIL, try again later)" "$EX_TEMPFAIL"
-fi
-# Ours now: record who holds it (read by a refused run's message above).
-printf 'pid %d, run date %s, since %s\n' "$$" "$run_date" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-  >"$lock_file"
-
 # ---------------------------------------------------------------------------------------------
 # Run, retrying run failures
 child="" attempt=0 attempts=$((retries + 1)) started=$SECONDS
@@ -198,6 +175,7 @@ finish() { # finish EXIT : the end line, the summary, and exit
     0) outcome="succeeded" ;;
     1) outcome="FAILED: run failure" ;;
     2) outcome="FAILED: usage or configuration error (not retried)" ;;
+    "$EX_TEMPFAIL") outcome="NOT RUN: another command holds the pipeline's lease (not retried)" ;;
     *) outcome="FAILED" ;;
   esac
   log "end pipeline=$pipeline run_date=$run_date exit=$rc attempts=$attempt duration=${took}s"
@@ -228,7 +206,27 @@ trap 'on_signal HUP 1' HUP
 
 log "start pipeline=$pipeline run_date=$run_date attempts<=$attempts retry_delay=${retry_delay}s" \
   "cwd=$PWD"
-shown="$(printf '%q ' "${cmd[@]}")"
+# The command as logged: --set values of keys named like a credential, and URI passwords, masked
+# (the same rules as pipeline/redact.py; the job masks its own output).
+mask_arg() { # mask_arg PREVIOUS ARG : ARG, shell-quoted, as it may be shown
+  local prev="$1" arg="$2" key quoted
+  quoted="$(printf '%q' "$arg")"
+  if [[ "$prev" == --set && "$arg" == *=* ]] || [[ "$arg" == --set=*=* ]]; then
+    key="${arg%%=*}"
+    key="${key#--set=}"
+    shopt -s nocasematch
+    if [[ "$key" =~ (secret|passw(or)?d|token|credential|(^|[._-])(api|access|account|private)?[._-]?key($|[._-])) ]]; then
+      quoted="$(printf '%q' "${arg%%=*}=")***"
+    fi
+    shopt -u nocasematch
+  fi
+  sed -E 's#([A-Za-z][A-Za-z0-9+.-]*://[^:/@[:space:]]*):[^@/[:space:]]+@#\1:***@#g' <<<"$quoted"
+}
+shown="" prev=""
+for arg in "${cmd[@]}"; do
+  shown+="$(mask_arg "$prev" "$arg") "
+  prev="$arg"
+done
 shown="${shown% }"
 rc=0
 while :; do

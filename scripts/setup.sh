@@ -110,4 +110,14 @@ fetch_jars() {  # fetch_jars PROFILE : resolve a Maven profile into .cache/jars/
 fetch_jars delta
 if [[ "$want_hdfs" == 1 ]]; then fetch_jars hdfs; fi
 
+# --- JVM class-data-sharing archive (pipeline/jvmcache.py): faster JVM starts ---------------------
+if ! stamp_ok cds pyproject.toml constraints.txt scripts/jars/pom.xml || [[ ! -f "$CACHE/jvm/mlpipe.jsa" ]]; then
+  log "building the JVM class-data-sharing archive"
+  if "$VENV/bin/python" -m pipeline.jvmcache >/dev/null; then
+    stamp_write cds pyproject.toml constraints.txt scripts/jars/pom.xml
+  else
+    log "no class-data-sharing archive (JVMs start without it)"
+  fi
+fi
+
 log "ready: $VENV, jars in $CACHE/jars"

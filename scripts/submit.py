@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.redact import SPARK_REDACTION_REGEX
 from pipeline.sparkconf import DELTA_CONF
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,6 +249,7 @@ def build_submission(args: argparse.Namespace, job_args: Sequence[str]) -> Submi
     env: dict[str, str] = {"SPARK_HOME": str(home)}
     conf: dict[str, str] = {
         **DELTA_CONF,
+        "spark.redaction.regex": SPARK_REDACTION_REGEX,
         "spark.pyspark.python": python,
         "spark.log.level": "WARN",  # the driver's log from SparkContext start on (was INFO)
     }

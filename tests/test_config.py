@@ -209,7 +209,7 @@ def test_cli_rejects_bad_config_with_exit_2_before_spark_starts(conf: Path) -> N
     overlay = write(conf / "test" / "project.yml", "storage:\n  tabels: /tmp/x\n")
     result = run_cli("check", "--env", "test", "--conf-dir", str(conf))
     assert result.returncode == 2
-    assert f"{overlay}, key 'storage.tabels': unknown key" in result.stderr
+    assert f"{overlay}, line 2, key 'storage.tabels': unknown key" in result.stderr
     assert "SPARK_IMPORTED=False" in result.stdout
 
 
@@ -224,6 +224,7 @@ COMMANDS = [
     "status",
     "demo",
     "check",
+    "config",
 ]
 
 

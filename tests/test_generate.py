@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 
 from pipeline.cli import Invocation, main
 from pipeline.config import load_config
-from pipeline.config.models import ColumnSpec
+from pipeline.config.sources import ColumnSpec
 from pipeline.errors import ConfigError, RunError
 from pipeline.generate import (
     USE_CASES,

@@ -29,7 +29,7 @@ from pipeline.io.delta import read_delta
 from pipeline.model.compiled import COMPILED, SCORING_TAG, TRANSFORM
 from pipeline.model.evaluate import score_column
 from pipeline.model.registry import CHAMPION, load_champion
-from pipeline.nightly import pipeline_lock, run_backfill, run_nightly
+from pipeline.nightly import run_backfill, run_nightly
 from pipeline.paths import PipelinePaths
 from pipeline.score import monitor
 from pipeline.score.runner import run_score
@@ -235,7 +235,8 @@ def test_second_night_resumes_after_a_failure_in_the_middle_stage(
     with pytest.raises(Exception, match="no_such_column"):
         run_nightly(spark, broken, run_date=D2, run_id="night-2-broken")
     result = run_nightly(spark, world.cfg, run_date=D2, run_id="night-2")
-    assert result.stages["ingest"] == "done before"
+    # Ingest runs every night (late files may have landed); it found nothing new.
+    assert result.stages["ingest"] == "ran"
     assert (result.stages["features"], result.stages["score"]) == ("ran", "ran")
     assert result.stages["train"].startswith("not due")
     audit = read_audit(spark, PipelinePaths.of(world.cfg).audit).where(F.col("run_date") == D2)
@@ -244,7 +245,7 @@ def test_second_night_resumes_after_a_failure_in_the_middle_stage(
         [
             ("night-2-broken", "ingest", "succeeded"),
             ("night-2-broken", "features", "failed"),
-            ("night-2", "ingest", "skipped"),
+            ("night-2", "ingest", "noop"),
             ("night-2", "features", "succeeded"),
             ("night-2", "score", "succeeded"),
         ]
@@ -348,15 +349,6 @@ def test_backfill_runs_three_dates_in_order(spark: SparkSession, world: World) -
     assert ingests == [(days[0], "succeeded", 900), (days[1], "noop", 0), (days[2], "noop", 0)]
 
 
-def test_a_second_nightly_of_the_same_pipeline_is_refused(world: World) -> None:
-    with (
-        pipeline_lock(world.cfg),
-        pytest.raises(RunError, match="another nightly run of 'nt' is in progress"),
-        pipeline_lock(world.cfg),
-    ):
-        pass
-
-
 def test_scoring_killed_while_its_files_are_written_leaves_the_previous_complete_set(
     spark: SparkSession, world: World
 ) -> None:
@@ -436,3 +428,134 @@ def test_missing_feature_column_is_a_clear_error(spark: SparkSession, world: Wor
         read_audit(spark, PipelinePaths.of(cfg).audit).where(F.col("run_id") == "ghost").collect()
     )
     assert (audit.stage, audit.status) == ("score", "failed")
+
+
+def drop_file(cfg: AppConfig, day: dt.date, name: str, lines: list[str]) -> None:
+    """Another file for a day's folder (a late delivery)."""
+    folder = Path(PipelinePaths.of(cfg).source_path("ev").removeprefix("file://")) / str(day)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("\n".join(lines) + "\n")
+
+
+def late_lines(day: dt.date, n: int, tag: str, *, nan: int = 0) -> list[str]:
+    """`n` rows of `day` with their own ids (and `nan` of them with a NaN input)."""
+    rows = day_lines(day, n, seed=7)[1:]
+    out = ["id,user,ts,x,kind,y"]
+    for i, line in enumerate(rows):
+        fields = line.split(",")
+        fields[0] = f"{day}-{tag}-{i}"
+        if i < nan:
+            fields[3] = "NaN"
+        out.append(",".join(fields))
+    return out
+
+
+def test_late_files_for_a_done_night_are_featurized_and_scored_by_a_rerun_and_by_a_backfill(
+    spark: SparkSession, world: World
+) -> None:
+    from pipeline.status import pipeline_status
+
+    cfg = world.cfg
+    night, other = dt.date(2026, 3, 20), dt.date(2026, 3, 21)
+    for day in (night, other):
+        drop_day(cfg, day, day_lines(day, 100))
+        run_nightly(spark, cfg, run_date=day, run_id=f"on-time-{day}")
+    for day in (night, other):
+        assert predictions(spark, cfg).where(F.col("run_date") == day).count() == 100
+        drop_file(cfg, day, "late.csv", late_lines(day, 40, "late"))
+    again = run_nightly(spark, cfg, run_date=night, run_id="rerun")
+    assert again.stages["ingest"] == "ran"
+    assert (again.stages["features"], again.stages["score"]) == ("ran", "ran")
+    # The other date was not rerun yet: status shows it due again.
+    assert f"{other}: features and score due again" in pipeline_status(spark, cfg)
+    run_backfill(spark, cfg, first=other, last=other, run_id="catch-up")
+    for day in (night, other):
+        scored = predictions(spark, cfg).where(F.col("run_date") == day)
+        assert scored.count() == 140
+        assert scored.select("id").distinct().count() == 140
+        expected = {f"{day}-{i}" for i in range(100)} | {f"{day}-late-{i}" for i in range(40)}
+        assert {r.id for r in scored.select("id").collect()} == expected
+    assert f"{other}:" not in pipeline_status(spark, cfg)
+
+
+def test_rescoring_a_date_replaces_its_quarantined_rows_as_its_ledger_counts_them(
+    spark: SparkSession, world: World
+) -> None:
+    from pipeline.features.runner import run_features
+    from pipeline.ingest.runner import run_ingest
+
+    cfg = world.cfg
+    day = dt.date(2026, 3, 25)
+    drop_day(cfg, day, late_lines(day, 20, "first", nan=1))
+
+    def once(run_id: str) -> int:
+        run_ingest(spark, cfg, run_date=day, run_id=run_id)
+        run_features(spark, cfg, run_date=day, run_id=run_id)
+        return run_score(spark, cfg, run_date=day, run_id=run_id).rows_quarantined
+
+    assert once("score-1") == 1
+    drop_file(cfg, day, "more.csv", late_lines(day, 10, "more", nan=2))
+    assert once("score-2") == 3
+    q = read_delta(spark, PipelinePaths.of(cfg).quarantine).where(
+        (F.col("source") == "score") & (F.col("run_date") == day)
+    )
+    assert sorted(r.run_id for r in q.collect()) == ["score-2"] * 3
+    assert once("score-3") == 3  # a plain rerun: the same three, not six
+    assert q.count() == 3
+
+
+def test_scoring_records_the_version_that_scored_even_if_the_alias_moves_meanwhile(
+    spark: SparkSession, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from pipeline.model.registry import log_and_register
+    from pipeline.tracking import ensure_experiment
+    from pipeline.train.search import GridResult
+    from pipeline.train.supervised import SupervisedTask, fit_final
+
+    cfg, name = world.cfg, "mlpipe-nt"
+    client = MlflowClient()
+    champion = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    rows = read_delta(spark, PipelinePaths.of(cfg).features).where(F.col("event_date") == D1)
+    # A different model, registered but not promoted: trained on labels drawn at random.
+    shuffled = rows.withColumn("label", F.when(F.rand(9) < 0.5, 1.0).otherwise(0.0))
+    point = GridResult("lr", "logistic_regression", 0, {"maxIter": 20, "regParam": 0.01})
+    other_model = fit_final(SupervisedTask.of(cfg.require_pipeline()), shuffled, point)
+    with mlflow.start_run(experiment_id=ensure_experiment(cfg.mlflow, "nt"), run_name="other"):
+        other = log_and_register(spark, other_model, rows, name=name, threshold=0.5, tags={})
+
+    # Another writer promotes it right after scoring looked the champion up.
+    moved: list[str] = []
+
+    def promote_after(method: str) -> None:
+        real = getattr(MlflowClient, method)
+
+        def looked_up(self: MlflowClient, *args: object, **kwargs: object) -> object:
+            found = real(self, *args, **kwargs)
+            if not moved:
+                moved.append(method)
+                real_set = MlflowClient.set_registered_model_alias
+                real_set(self, name, CHAMPION, other)
+            return found
+
+        monkeypatch.setattr(MlflowClient, method, looked_up)
+
+    promote_after("get_registered_model")
+    promote_after("get_model_version_by_alias")
+    try:
+        run_score(spark, cfg, run_date=D1, run_id="alias-race")
+    finally:
+        monkeypatch.undo()
+        client.set_registered_model_alias(name, CHAMPION, champion)
+    assert moved  # the race happened
+    model, _, _ = load_champion(name)
+    scored = model.transform(rows)
+    expected = scored.select("id", score_column(scored).alias("score"))
+    written = predictions(spark, cfg).where(F.col("run_date") == D1)
+    assert {r.model_version for r in written.select("model_version").distinct().collect()} == {
+        champion
+    }
+    assert_approx_df_equality(
+        written.select("id", "score"), expected, precision=1e-12, ignore_row_order=True
+    )

@@ -398,3 +398,34 @@ def test_histogram_areas_match_mllib_within_bin_resolution(
     hist = score_histogram(predictions)
     for metric in ("areaUnderROC", "areaUnderPR"):
         assert hist.area(metric) == pytest.approx(selection_metric(predictions, metric), abs=5e-3)
+
+
+def test_the_gate_fails_the_run_when_the_registry_cannot_be_read(
+    spark: SparkSession, trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry that does not answer must not read as "no champion yet": that would promote
+    any challenger unchecked."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    from pipeline.errors import RunError
+
+    cfg = trained.cfg
+    train, test = split(spark, cfg, training_data(spark, cfg, version=0))
+    shuffled = train.withColumn(LABEL, F.when(F.rand(4) < 0.5, 1.0).otherwise(0.0))
+    degraded = fit_final(task_of(cfg), shuffled, trained.first.winner)
+    experiment_id = ensure_experiment(cfg.mlflow, "sel")
+    with mlflow.start_run(experiment_id=experiment_id, run_name="registry-down"):
+        version = log_and_register(spark, degraded, test, name="sel-model", threshold=0.5, tags={})
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise MlflowException("the registry is briefly down", error_code=TEMPORARILY_UNAVAILABLE)
+
+    monkeypatch.setattr(MlflowClient, "get_registered_model", unavailable)
+    monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", unavailable)
+    inputs = GateInputs("areaUnderPR", lambda m: selection_metric(m.transform(test), "areaUnderPR"))
+    with pytest.raises(RunError, match="cannot read model 'sel-model' from the registry"):
+        gate_and_promote("sel-model", version, degraded, inputs, margin=0.0, higher_is_better=True)
+    monkeypatch.undo()
+    champion = MlflowClient().get_model_version_by_alias("sel-model", CHAMPION)
+    assert str(champion.version) == trained.first.model_version

@@ -29,14 +29,16 @@ from pydantic import ValidationError
 
 from pipeline.config.base import KeyedError
 from pipeline.config.models import AppConfig
+from pipeline.config.reader import KeyPath, read_yaml
 from pipeline.errors import ConfigError
+from pipeline.redact import REDACTOR, is_secret_name, uri_password
 
 PROJECT_FILE = "project.yml"
 PIPELINES_DIR = "pipelines"
 SET_ORIGIN = "--set"
-_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-
-KeyPath = tuple[str, ...]
+# ${VAR}, ${VAR:-default} (default when unset or empty) and ${VAR-default} (only when unset), as
+# in a POSIX shell.
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)(.*?))?\}")
 
 
 def default_conf_dir() -> Path:
@@ -53,8 +55,18 @@ class _Layered:
 
     data: dict[str, Any] = field(default_factory=dict)
     origin: dict[KeyPath, str] = field(default_factory=dict)
+    lines: dict[KeyPath, int] = field(default_factory=dict)  # (file's) line of each key
+    env: dict[KeyPath, list[str]] = field(default_factory=dict)  # variables a value came from
     secrets: set[KeyPath] = field(default_factory=set)
     secret_values: set[str] = field(default_factory=set)
+
+    def line_of(self, path: Sequence[str | int]) -> int | None:
+        """Line of `path` in the file that set it (or of its nearest enclosing key)."""
+        parts = tuple(str(p) for p in path)
+        for end in range(len(parts), 0, -1):
+            if parts[:end] in self.lines:
+                return self.lines[parts[:end]]
+        return None
 
     def origin_of(self, path: Sequence[str | int]) -> str | None:
         """File that set `path`, or the nearest enclosing key that has one."""
@@ -72,83 +84,102 @@ class _Layered:
         return self.origin.get(())
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from exc
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"invalid YAML{where}: {problem}", file=str(path)) from exc
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError("the top level must be a mapping of keys to values", file=str(path))
-    return loaded
-
-
-def _interpolate(value: Any, path: KeyPath, file: str, layered: _Layered) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in strings; remember which keys took an env value."""
+def _interpolate(
+    value: Any,
+    path: KeyPath,
+    file: str,
+    layered: _Layered,
+    lines: Mapping[KeyPath, int],
+    env_here: dict[KeyPath, list[str]],
+) -> Any:
+    """Replace ${VAR}, ${VAR:-default} and ${VAR-default} in strings; remember which keys took
+    a value from the environment (`lines`: the file's key lines, keyed like `path`)."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*path, str(k)), file, layered) for k, v in value.items()}
+        return {
+            k: _interpolate(v, (*path, str(k)), file, layered, lines, env_here)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_interpolate(v, (*path, str(i)), file, layered) for i, v in enumerate(value)]
+        return [
+            _interpolate(v, (*path, str(i)), file, layered, lines, env_here)
+            for i, v in enumerate(value)
+        ]
     if not isinstance(value, str) or "${" not in value:
         return value
 
     def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
+        name, form, default = match.group(1), match.group(2), match.group(3)
         env_value = os.environ.get(name)
-        if env_value is None:
-            if default is None:
+        used_default = env_value is None or (env_value == "" and form == ":-")
+        env_here.setdefault(path, []).append(f"{name} (unset: default)" if used_default else name)
+        if used_default:
+            if form is None:
                 raise ConfigError(
                     f"environment variable {name} is not set (use ${{{name}:-default}} "
                     "for an optional value)",
                     file=file,
                     key=".".join(path),
+                    line=lines.get(path),
                 )
-            return default
+            return default or ""
         layered.secrets.add(path)
         if env_value:
             layered.secret_values.add(env_value)
-        return env_value
+        return env_value or ""
 
     return _ENV_PATTERN.sub(substitute, value)
 
 
-def _merge(layered: _Layered, overlay: Mapping[str, Any], file: str, prefix: KeyPath = ()) -> None:
+def _merge(
+    layered: _Layered,
+    overlay: Mapping[str, Any],
+    file: str,
+    prefix: KeyPath = (),
+    lines: Mapping[KeyPath, int] | None = None,
+) -> None:
     """Deep-merge `overlay` into `layered.data` at `prefix`: mappings merge, anything else replaces."""
     target: dict[str, Any] = layered.data
     for part in prefix:
         target = target.setdefault(part, {})
     for key, value in overlay.items():
+        path = (*prefix, str(key))
         if not isinstance(key, str):
             raise ConfigError(
-                f"keys must be strings, found {key!r}", file=file, key=".".join((*prefix, str(key)))
+                f"keys must be strings, found {key!r}",
+                file=file,
+                key=".".join(path),
+                line=(lines or {}).get(path),
             )
-        path = (*prefix, key)
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             layered.origin.setdefault(path, file)
-            _merge(layered, value, file, path)
+            if lines and path in lines:
+                layered.lines.setdefault(path, lines[path])
+            _merge(layered, value, file, path, lines)
             continue
         target[key] = value
-        _record_origin(layered, path, value, file)
+        _record_origin(layered, path, value, file, lines)
 
 
-def _record_origin(layered: _Layered, path: KeyPath, value: Any, file: str) -> None:
+def _record_origin(
+    layered: _Layered,
+    path: KeyPath,
+    value: Any,
+    file: str,
+    lines: Mapping[KeyPath, int] | None = None,
+) -> None:
     for stale in [p for p in layered.origin if p[: len(path)] == path]:
         del layered.origin[stale]
+        layered.lines.pop(stale, None)
+        layered.env.pop(stale, None)
     layered.origin[path] = file
+    if lines and path in lines:
+        layered.lines[path] = lines[path]
     if isinstance(value, dict):
         for k, v in value.items():
-            _record_origin(layered, (*path, str(k)), v, file)
+            _record_origin(layered, (*path, str(k)), v, file, lines)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _record_origin(layered, (*path, str(i)), v, file)
+            _record_origin(layered, (*path, str(i)), v, file, lines)
 
 
 def parse_overrides(overrides: Iterable[str]) -> list[tuple[KeyPath, Any]]:
@@ -221,7 +252,84 @@ def load_config(
         env: environment overlay (`conf/<env>/`); defaults to $MLPIPE_ENV, else `local`.
         conf_dir: configuration directory; defaults to `default_conf_dir()`.
         overrides: `KEY.PATH=VALUE` strings applied last.
+
+    The secrets it holds are registered with `pipeline.redact.REDACTOR` from then on.
     """
+    return resolve_config(pipeline, env=env, conf_dir=conf_dir, overrides=overrides).config
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where one configuration value came from."""
+
+    source: str  # a file, `--set`, or "default"
+    line: int | None = None
+    env: tuple[str, ...] = ()  # the environment variables it was read from
+    secret: bool = False
+
+    def describe(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        return f"{where} <- ${', $'.join(self.env)}" if self.env else where
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A validated configuration and, for every key, where its value came from."""
+
+    config: AppConfig
+    layered: _Layered
+    secret_paths: frozenset[KeyPath]
+
+    def origin(self, path: Sequence[str]) -> Origin:
+        key = tuple(path)
+        file = self.layered.origin.get(key)
+        secret = key in self.secret_paths
+        if file is None:
+            return Origin("default", secret=secret)
+        line = self.layered.line_of(key) if file != SET_ORIGIN else None
+        return Origin(file, line, tuple(self.layered.env.get(key, ())), secret)
+
+
+def _secrets(layered: _Layered) -> tuple[set[KeyPath], set[str]]:
+    """Secret keys and values: by name in the project's sections, URI passwords anywhere, values
+    from secret-named environment variables, and any environment value in `spark.conf`."""
+    paths: set[KeyPath] = set()
+    values: set[str] = set()
+
+    def walk(value: Any, path: KeyPath) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, (*path, str(k)))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*path, str(i)))
+        elif isinstance(value, str) and value:
+            names = layered.env.get(path, [])
+            by_name = path[:1] != ("pipeline",) and is_secret_name(path[-1])
+            from_env = path in layered.secrets and (
+                path[:2] == ("spark", "conf") or any(is_secret_name(n) for n in names)
+            )
+            password = uri_password(value)
+            # A URI read from a secret variable keeps its host and path visible; its password
+            # (below) is the secret.
+            if by_name or (from_env and password is None):
+                paths.add(path)
+                values.add(value)
+            if password:
+                values.add(password)
+
+    walk(layered.data, ())
+    return paths, values
+
+
+def resolve_config(
+    pipeline: str | None = None,
+    *,
+    env: str | None = None,
+    conf_dir: Path | str | None = None,
+    overrides: Iterable[str] = (),
+) -> Resolved:
+    """`load_config`, keeping where each value came from (for `mlpipe config`)."""
     root = Path(conf_dir) if conf_dir is not None else default_conf_dir()
     env_name = env or os.environ.get("MLPIPE_ENV") or "local"
     if not root.is_dir():
@@ -254,24 +362,33 @@ def load_config(
         if path in seen or (path != base_project and not path.exists()):
             continue
         seen.add(path)
-        doc = _interpolate(_read_yaml(path), prefix, str(path), layered)
-        _merge(layered, doc, str(path), prefix)
+        raw, lines = read_yaml(path, prefix)
+        env_here: dict[KeyPath, list[str]] = {}
+        doc = _interpolate(raw, prefix, str(path), layered, lines, env_here)
+        _merge(layered, doc, str(path), prefix, lines)
+        layered.env.update(env_here)
 
     for key_path, value in parse_overrides(overrides):
         _apply_override(layered, key_path, value)
 
+    secret_paths, secret_values = _secrets(layered)
+    REDACTOR.add(secret_values)
     context = {"conf_dir": root, "env": env_name}
     try:
-        return AppConfig.model_validate(layered.data, context=context)
+        config = AppConfig.model_validate(layered.data, context=context)
     except ValidationError as exc:
         raise _to_config_error(exc, layered) from None
+    return Resolved(config, layered, frozenset(secret_paths))
 
 
 def _to_config_error(exc: ValidationError, layered: _Layered) -> ConfigError:
     """One message for all problems, each naming its file and key; no value from the env is shown."""
-    problems: list[tuple[str, str, str]] = []
+    problems: list[tuple[str, int | None, str, str]] = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = [str(p) for p in err["loc"]]
+        if err["type"] != "missing":
+            # A union's member (`spark.shuffle_partitions.int`) is not a key: name the value.
+            loc = loc[: _present(layered.data, loc)]
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, KeyedError):
             loc += cause.key.split(".")
@@ -283,9 +400,27 @@ def _to_config_error(exc: ValidationError, layered: _Layered) -> ConfigError:
             message = "required key is missing"
         for secret in layered.secret_values:
             message = message.replace(secret, "***")
-        problems.append((layered.origin_of(loc) or "(configuration)", key, message))
-    first_file, first_key, first_msg = problems[0]
+        file = layered.origin_of(loc) or "(configuration)"
+        line = layered.line_of(loc) if file != SET_ORIGIN else None
+        problems.append((file, line, key, message))
+    first_file, first_line, first_key, first_msg = problems[0]
     if len(problems) == 1:
-        return ConfigError(first_msg, file=first_file, key=first_key)
-    lines = [f"{first_msg}"] + [f"  also {f}, key '{k}': {m}" for f, k, m in problems[1:]]
-    return ConfigError("\n".join(lines), file=first_file, key=first_key)
+        return ConfigError(first_msg, file=first_file, key=first_key, line=first_line)
+    also = [
+        f"  also {f}{f', line {n}' if n else ''}, key '{k}': {m}" for f, n, k, m in problems[1:]
+    ]
+    return ConfigError(
+        "\n".join([first_msg, *also]), file=first_file, key=first_key, line=first_line
+    )
+
+
+def _present(data: Any, loc: Sequence[str]) -> int:
+    """How many leading parts of `loc` address a value in `data`."""
+    for depth, part in enumerate(loc):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return depth
+    return len(loc)

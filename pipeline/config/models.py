@@ -7,13 +7,12 @@ directory (the parent of the configuration directory) so that a run does not dep
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from pipeline.config.base import Frozen, Identifier, KeyedError
+from pipeline.config.sources import SourceSpec
 from pipeline.config.stages import (
     CLASSIFICATION_METRICS,
     RANKING_METRICS,
@@ -28,62 +27,7 @@ from pipeline.config.stages import (
     TrainSpec,
     duration_seconds,
 )
-
-# Hadoop FileSystem schemes the pipeline supports; s3:// and s3n:// are deliberately absent
-# (Hadoop's S3 connector is s3a://).
-URI_SCHEMES = ("file", "hdfs", "s3a", "abfs", "abfss", "wasb", "wasbs", "gs", "viewfs", "dbfs")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
-
-
-def _project_dir(info: ValidationInfo) -> Path:
-    ctx = info.context or {}
-    conf_dir = ctx.get("conf_dir")
-    return Path(conf_dir).resolve().parent if conf_dir is not None else Path.cwd()
-
-
-def normalize_uri(value: str, project_dir: Path) -> str:
-    """Return a Hadoop URI: absolute `file://` for local paths, unchanged for supported schemes."""
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    match = _SCHEME.match(value)
-    if match is None:
-        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", value) and not value.startswith("/"):
-            raise ValueError(f"'{value}' is not a valid URI or path")
-        path = Path(value)
-        if not path.is_absolute():
-            path = project_dir / path
-        return "file://" + str(path.resolve())
-    scheme, rest = match.group(1).lower(), match.group(2)
-    if scheme in ("s3", "s3n"):
-        raise ValueError(f"scheme '{scheme}://' is not supported by Hadoop here; use s3a://")
-    if scheme not in URI_SCHEMES:
-        raise ValueError(
-            f"unsupported URI scheme '{scheme}://' (supported: {', '.join(URI_SCHEMES)})"
-        )
-    if scheme != "file" and not rest.split("/", 1)[0]:
-        raise ValueError(f"'{value}' names no host or bucket")
-    if scheme == "file":
-        return "file://" + str(Path("/" + rest.lstrip("/")))
-    return f"{scheme}://{rest}".rstrip("/")
-
-
-def _uri(value: str, info: ValidationInfo) -> str:
-    return normalize_uri(value, _project_dir(info))
-
-
-Uri = Annotated[str, AfterValidator(_uri)]
-
-
-def _local_path(value: str, info: ValidationInfo) -> str:
-    uri = normalize_uri(value, _project_dir(info))
-    if not uri.startswith("file://"):
-        raise ValueError("must be a local path (file://), not a remote URI")
-    return uri[len("file://") :]
-
-
-LocalPath = Annotated[str, AfterValidator(_local_path)]
-
+from pipeline.config.uris import LocalPath, Uri, project_dir
 
 # --------------------------------------------------------------------------------------------------
 # Project: spark, storage, mlflow
@@ -143,82 +87,13 @@ class MlflowConfig(Frozen):
                 if isinstance(value, str) and value.startswith("sqlite:///"):
                     raw = value[len("sqlite:///") :]
                     if not raw.startswith("/"):
-                        data = {**data, key: f"sqlite:///{(_project_dir(info) / raw).resolve()}"}
+                        data = {**data, key: f"sqlite:///{(project_dir(info) / raw).resolve()}"}
         return data
 
 
 # --------------------------------------------------------------------------------------------------
 # Pipeline spec
 # --------------------------------------------------------------------------------------------------
-
-SIMPLE_TYPES = (
-    "string",
-    "int",
-    "long",
-    "bigint",
-    "double",
-    "float",
-    "boolean",
-    "date",
-    "timestamp",
-)
-_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
-
-
-def _column_type(value: str) -> str:
-    value = value.strip().lower()
-    if value in SIMPLE_TYPES or _DECIMAL.match(value):
-        return "long" if value == "bigint" else value
-    raise ValueError(f"unknown type '{value}' (known: {', '.join(SIMPLE_TYPES)}, decimal(p,s))")
-
-
-ColumnType = Annotated[str, AfterValidator(_column_type)]
-
-
-class ColumnSpec(Frozen):
-    """One declared source column; rows that break its rules go to quarantine."""
-
-    name: Identifier
-    type: ColumnType
-    nullable: bool = True
-    min: float | None = None
-    max: float | None = None
-    allowed: list[str | int | float | bool] | None = None
-    # date/timestamp: a pattern ("yyyy-MM-dd HH:mm:ss"), or epoch_seconds / epoch_millis for
-    # numbers of seconds (fractions allowed) or milliseconds since 1970-01-01 00:00 UTC
-    format: str | None = None
-
-    @model_validator(mode="after")
-    def _range(self) -> ColumnSpec:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        numeric = self.type not in ("string", "boolean", "date", "timestamp")
-        if (self.min is not None or self.max is not None) and not numeric:
-            raise ValueError(f"min/max apply to numeric columns, not {self.type}")
-        if self.format is not None and self.type not in ("date", "timestamp"):
-            raise KeyedError(
-                "format", f"format applies to date and timestamp columns, not {self.type}"
-            )
-        return self
-
-
-class SourceSpec(Frozen):
-    """Raw files in a landing folder: format, options and the enforced schema."""
-
-    path: Uri | None = None  # default: <storage.landing>/<pipeline>/<source name>
-    format: Literal["csv", "json", "parquet"]
-    options: dict[str, str | int | bool] = Field(default_factory=dict)
-    columns: list[ColumnSpec] = Field(min_length=1)
-    schema_evolution: Literal["fail", "add"] = "fail"
-    max_files_per_batch: int | None = Field(None, ge=1)
-
-    @model_validator(mode="after")
-    def _unique(self) -> SourceSpec:
-        names = [c.name.lower() for c in self.columns]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate column names: {', '.join(dupes)}")
-        return self
 
 
 class TablesSpec(Frozen):

@@ -16,6 +16,8 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def duration_seconds(value: str) -> int:
     """Seconds in a duration such as '30m', '24h', '7d'."""
+    if value.strip() == "0":
+        return 0
     match = _DURATION.match(value.strip())
     if match is None:
         raise ValueError(f"'{value}' is not a duration like 30m, 24h or 7d")
@@ -29,6 +31,16 @@ def _duration(value: str) -> str:
 
 
 Duration = Annotated[str, AfterValidator(_duration)]
+
+
+def _non_negative_duration(value: str) -> str:
+    value = value.strip()
+    if value in ("0", "0s"):
+        return "0s"
+    return _duration(value)
+
+
+NonNegativeDuration = Annotated[str, AfterValidator(_non_negative_duration)]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pipeline.config.models import AppConfig
 from pipeline.config.stages import FeatureSpec, duration_seconds
 from pipeline.errors import RunError
+from pipeline.faults import crash_point
 from pipeline.features.transforms import (
     clean_strings,
     deduplicate,
@@ -26,6 +27,8 @@ from pipeline.features.transforms import (
 )
 from pipeline.io.audit import NOOP, LedgerEntry, audited
 from pipeline.io.delta import is_delta_table, overwrite_where, read_delta, table_version
+from pipeline.io.lease import tables_lease
+from pipeline.io.quarantine import replace_date_quarantine
 from pipeline.names import EVENT_DATE
 from pipeline.paths import PipelinePaths
 
@@ -33,6 +36,11 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+
+# Reasons the features stage gives the ledger for a bronze row that makes no feature row.
+DUPLICATE_KEY = "duplicate_key"  # an older record of the same key (the latest one is kept)
+NULL_EVENT_TIME = "null_event_time"  # no event time: the row belongs to no date
+SEEN_BATCH = "bronze_batch_seen"  # metric: the last ingest batch a features run read
 
 
 def label_horizon_days(spec: FeatureSpec) -> int:
@@ -128,11 +136,28 @@ def run_features(
     paths = PipelinePaths.of(config)
     entry = LedgerEntry(run_id=run_id, pipeline=pipeline.name, stage="features", run_date=run_date)
     first = run_date - dt.timedelta(days=label_horizon_days(spec))
-    with audited(spark, paths.audit, entry):
+    ttl = config.storage.lease_ttl_seconds
+    with (
+        tables_lease(spark, paths, ttl, command="features", run_id=run_id),
+        audited(spark, paths.audit, entry),
+    ):
         _write_features(
             spark, paths, spec, entry, source=pipeline.feature_source, first=first, last=run_date
         )
     return entry
+
+
+def untimed_rows(bronze: DataFrame, spec: FeatureSpec, run_date: dt.date) -> DataFrame:
+    """Bronze rows without an event time that the batches of `run_date` ingested: they belong
+    to no event date, so no feature row can be made of them."""
+    from pyspark.sql import functions as F
+
+    ingested_on = (
+        F.coalesce(F.col("_run_date"), F.to_date("_ingested_at"))
+        if "_run_date" in bronze.columns
+        else F.to_date("_ingested_at")  # bronze written before rows carried their run date
+    )
+    return bronze.where(F.col(spec.event_time).isNull() & (ingested_on == F.lit(run_date)))
 
 
 def _write_features(
@@ -147,29 +172,69 @@ def _write_features(
 ) -> None:
     from pyspark.sql import functions as F
 
-    bronze_version = table_version(spark, paths.bronze(source))
+    bronze_path = paths.bronze(source)
+    bronze_version = table_version(spark, bronze_path)
     target_bronze, features = build_features(
         spark, paths, spec, source=source, first=first, last=last, bronze_version=bronze_version
     )
+    untimed = untimed_rows(read_delta(spark, bronze_path, bronze_version), spec, last).persist()
     target_bronze = target_bronze.persist()
-    entry.rows_read = target_bronze.count()
+    in_range, without_time = target_bronze.count(), untimed.count()
+    entry.rows_read = in_range + without_time
+    if bronze_version is not None:
+        entry.table_versions["bronze"] = bronze_version
+        # The last ingest batch this run saw: later batches with rows of these dates make the
+        # date due again (late data, see pipeline.nightly).
+        seen = read_delta(spark, bronze_path, bronze_version).agg(F.max("_batch_id")).first()
+        entry.metrics[SEEN_BATCH] = float(seen[0]) if seen and seen[0] is not None else 0.0
+    _quarantine_untimed(paths, spec, entry, untimed, source, last)
+    untimed.unpersist()
     if entry.rows_read == 0:
         target_bronze.unpersist()
         entry.finish(NOOP, f"no bronze rows with event dates {first}..{last}")
         return
-    distinct_keys = target_bronze.select(*spec.key).distinct().count()
+    distinct_keys = target_bronze.select(*spec.key).distinct().count() if in_range else 0
     target_bronze.unpersist()
 
-    predicate = f"{EVENT_DATE} >= '{first}' AND {EVENT_DATE} <= '{last}'"
-    overwrite_where(features, paths.features, predicate, partition_by=[EVENT_DATE])
-    written = read_delta(spark, paths.features).where(
-        (F.col(EVENT_DATE) >= F.lit(first)) & (F.col(EVENT_DATE) <= F.lit(last))
-    )
-    entry.rows_accepted = written.count()
-    entry.rows_dropped = entry.rows_read - distinct_keys
-    if bronze_version is not None:
-        entry.table_versions["bronze"] = bronze_version
+    if in_range:
+        predicate = f"{EVENT_DATE} >= '{first}' AND {EVENT_DATE} <= '{last}'"
+        overwrite_where(features, paths.features, predicate, partition_by=[EVENT_DATE])
+        crash_point("features.after_write")
+        written = read_delta(spark, paths.features).where(
+            (F.col(EVENT_DATE) >= F.lit(first)) & (F.col(EVENT_DATE) <= F.lit(last))
+        )
+        entry.rows_accepted = written.count()
+    entry.drop(DUPLICATE_KEY, in_range - distinct_keys)
+    entry.drop(NULL_EVENT_TIME, without_time)
     version = table_version(spark, paths.features)
     if version is not None:
         entry.table_versions["features"] = version
     entry.reconcile()
+
+
+def _quarantine_untimed(
+    paths: PipelinePaths,
+    spec: FeatureSpec,
+    entry: LedgerEntry,
+    untimed: DataFrame,
+    source: str,
+    run_date: dt.date,
+) -> None:
+    """Replace the date's quarantined rows without an event time (a rerun never doubles them)."""
+    from pyspark.sql import functions as F
+
+    data = [c for c in untimed.columns if not c.startswith("_")]
+    records = untimed.select(
+        F.to_json(F.struct(*[F.col(f"`{c}`") for c in data])).alias("raw_record"),
+        F.col("_source_file").alias("source_file"),
+        F.lit(NULL_EVENT_TIME).alias("reason"),
+        F.lit(f"{spec.event_time} is empty: the row belongs to no event date").alias("detail"),
+    )
+    replace_date_quarantine(
+        records,
+        paths.quarantine,
+        pipeline=paths.pipeline,
+        source="features",
+        run_id=entry.run_id,
+        run_date=run_date,
+    )

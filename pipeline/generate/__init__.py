@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config.models import normalize_uri
+from pipeline.config.uris import normalize_uri
 from pipeline.errors import ConfigError
 from pipeline.generate import churn, fraud, maintenance, recommendation
 from pipeline.generate.common import (

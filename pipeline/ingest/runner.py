@@ -1,72 +1,62 @@
 """The ingest stage: new raw files -> bronze (+ quarantine, ingest log, audit), exactly once.
 
-See docs/ARCHITECTURE.md ("Ingest: exactly once without streaming") for the protocol: the batch's
-files are logged as `planned` before any data is written, the data goes in with Delta's idempotent
-writes keyed by the batch id, and the files are then logged as `committed`. A run killed at any
-point resumes the same batch, and Delta ignores the commits that had already happened.
+See docs/ARCHITECTURE.md ("Ingest: exactly once without streaming") and docs/RELIABILITY.md. In
+order, for each source:
+
+1. survey the landing folder against the ingest log (`pipeline.ingest.files`): resume a batch an
+   interrupted run planned, or plan a new one — after checking that the tables hold no batch the
+   log does not know of (a lost or restored log) — and record its files as `planned`;
+2. read and validate the batch's files, append the accepted rows to bronze and the refused ones to
+   quarantine, both as Delta idempotent writes keyed by the batch id;
+3. count what landed, and reconcile the ledger: a mismatch fails the run *before* the batch is
+   committed, so every rerun resumes it and fails again until a person acts;
+4. write the batch's audit row (once per batch, also across a crash), then record its files as
+   `committed`.
+A run killed anywhere resumes the same batch, and Delta ignores the commits that had happened.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pipeline.config.models import AppConfig, SourceSpec
+from pipeline.config.models import AppConfig
+from pipeline.config.sources import SourceSpec
 from pipeline.errors import RunError
 from pipeline.faults import crash_point
-from pipeline.ingest.transforms import (
-    REASON,
-    ROW_REASONS,
-    accepted_rows,
-    rejected_rows,
-    validate_records,
-    with_lineage,
+from pipeline.ingest.files import (
+    COMMITTED,
+    INGESTED,
+    MOVED,
+    PLANNED,
+    VANISHED,
+    Batch,
+    log_batch,
+    next_batch,
+    read_log,
+    survey,
 )
+from pipeline.ingest.read import ReadPlan, plan_files, refused_records, validate
+from pipeline.ingest.transforms import ROW_REASONS, accepted_rows, with_lineage
 from pipeline.io.audit import NOOP, LedgerEntry, audited
-from pipeline.io.delta import append_idempotent, is_delta_table, read_delta, table_version
-from pipeline.io.quarantine import RECORD_DDL, append_quarantine, quarantine_rows
-from pipeline.io.raw import (
-    CORRUPT,
-    SOURCE_FILE,
-    RawFile,
-    describe_error,
-    has_header,
-    list_files,
-    read_columns,
-    read_strings,
+from pipeline.io.delta import (
+    append_idempotent,
+    is_delta_table,
+    read_delta,
+    table_version,
+    txn_version,
 )
+from pipeline.io.lease import tables_lease
+from pipeline.io.quarantine import append_quarantine, quarantine_rows
+from pipeline.io.raw import list_files
 from pipeline.paths import PipelinePaths
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
-
-PLANNED, COMMITTED = "planned", "committed"
-LOG_DDL = (
-    "source STRING NOT NULL, batch_id BIGINT NOT NULL, file_path STRING NOT NULL, "
-    "file_size BIGINT, file_modified TIMESTAMP, status STRING NOT NULL, outcome STRING, "
-    "run_id STRING NOT NULL, recorded_at TIMESTAMP NOT NULL"
-)
-
-
-@dataclass
-class _Batch:
-    batch_id: int
-    files: list[RawFile]
-    resumed: bool
-
-
-@dataclass
-class _Plan:
-    """How each file of a batch will be read, or why it is quarantined whole."""
-
-    groups: dict[tuple[str, ...], list[str]] = field(default_factory=lambda: defaultdict(list))
-    file_reasons: dict[str, tuple[str, str]] = field(default_factory=dict)
-    extras: list[str] = field(default_factory=list)
 
 
 def run_ingest(
@@ -76,14 +66,46 @@ def run_ingest(
     spec = config.require_pipeline()
     paths = PipelinePaths.of(config)
     entries: list[LedgerEntry] = []
-    for name, source in spec.sources.items():
-        entry = LedgerEntry(
-            run_id=run_id, pipeline=spec.name, stage="ingest", run_date=run_date, source=name
-        )
-        with audited(spark, paths.audit, entry):
-            _ingest_source(spark, paths, name, source, entry)
-        entries.append(entry)
+    ttl = config.storage.lease_ttl_seconds
+    with tables_lease(spark, paths, ttl, command="ingest", run_id=run_id):
+        for name, source in spec.sources.items():
+            entry = LedgerEntry(
+                run_id=run_id, pipeline=spec.name, stage="ingest", run_date=run_date, source=name
+            )
+            once_as = f"mlpipe-ingest-audit-{spec.name}-{name}"
+            with audited(spark, paths.audit, entry, once_as=once_as):
+                commit = _ingest_source(spark, paths, name, source, entry)
+            if commit is not None:
+                commit()  # the batch counts as done only once its audit row is in
+                crash_point("ingest.after_log")
+            entries.append(entry)
     return entries
+
+
+def landed_counts(
+    spark: SparkSession, paths: PipelinePaths, source: str, batch_id: int
+) -> tuple[int, int]:
+    """Rows of a batch that landed: (in bronze, quarantined as bad records), read back."""
+    from pyspark.sql import functions as F
+
+    bronze = paths.bronze(source)
+    accepted = (
+        read_delta(spark, bronze).where(F.col("_batch_id") == batch_id).count()
+        if is_delta_table(spark, bronze)
+        else 0
+    )
+    quarantined = (
+        read_delta(spark, paths.quarantine)
+        .where(
+            (F.col("source") == source)
+            & (F.col("batch_id") == batch_id)
+            & F.col("reason").isin(*ROW_REASONS)
+        )
+        .count()
+        if is_delta_table(spark, paths.quarantine)
+        else 0
+    )
+    return accepted, quarantined
 
 
 def _ingest_source(
@@ -92,44 +114,40 @@ def _ingest_source(
     name: str,
     source: SourceSpec,
     entry: LedgerEntry,
-) -> None:
-    from pyspark.sql import functions as F
-
+) -> Callable[[], None] | None:
+    """Steps 1-3 for one source; the step-4 commit of the log to run after the audit row (None
+    when there was nothing to do)."""
     app_id = f"mlpipe-ingest-{paths.pipeline}-{name}"
-    listed = list_files(spark, paths.source_path(name))
-    batch = _next_batch(spark, paths.ingest_log, name, listed, source, entry.run_id)
+    batch, notes = _batch(spark, paths, name, source, entry.run_id, app_id)
     if batch is None:
-        entry.finish(NOOP, "no new files")
-        return
+        entry.finish(NOOP, "; ".join(["no new files", *notes]))
+        return None
     entry.batch_id = batch.batch_id
-    entry.files_read = len(batch.files)
-    if batch.resumed:
-        log.warning(
-            "resuming batch %s of %s/%s left by an interrupted run",
-            batch.batch_id,
-            paths.pipeline,
-            name,
-        )
-    crash_point("after_plan")
+    entry.files_read = len(batch.all_files)
+    crash_point("ingest.after_plan")
 
-    plan = _plan_files(spark, source, [f.path for f in batch.files])
-    validated, counts = _validate(spark, source, plan)
-
+    plan = plan_files(spark, source, [f.path for f in batch.files])
+    validated, counts = validate(spark, source, plan)
     bronze_path = paths.bronze(name)
-    evolve = source.schema_evolution == "add"
     if validated is not None:
         bronze_df = with_lineage(
             accepted_rows(validated, source.columns, plan.extras),
             run_id=entry.run_id,
             batch_id=batch.batch_id,
+            run_date=entry.run_date,
         )
         append_idempotent(
-            bronze_df, bronze_path, app_id=app_id, version=batch.batch_id, merge_schema=evolve
+            bronze_df,
+            bronze_path,
+            app_id=app_id,
+            version=batch.batch_id,
+            merge_schema=source.schema_evolution == "add",
         )
-    crash_point("after_bronze")
+    crash_point("ingest.after_bronze")
 
+    records = refused_records(spark, validated, source, plan, batch.changed)
     quarantine_df = quarantine_rows(
-        _refused(spark, validated, source, plan),
+        records,
         pipeline=paths.pipeline,
         source=name,
         run_id=entry.run_id,
@@ -137,218 +155,111 @@ def _ingest_source(
         run_date=entry.run_date,
     )
     append_quarantine(quarantine_df, paths.quarantine, app_id=app_id, version=batch.batch_id)
-    crash_point("after_quarantine")
-
-    outcomes = {f.path: plan.file_reasons.get(f.path, ("ingested", ""))[0] for f in batch.files}
-    _log_files(spark, paths.ingest_log, name, batch, COMMITTED, entry.run_id, outcomes)
-    crash_point("after_log")
+    crash_point("ingest.after_quarantine")
     if validated is not None:
         validated.unpersist()
 
-    # The ledger counts what was read against what actually landed in the tables for this batch.
+    _ledger(spark, paths, name, batch, plan, counts, entry, notes)
+    entry.reconcile()  # before the commit: a mismatch keeps the batch open, and failing
+    entry.finish(message="; ".join(notes) or None)
+    outcomes = _outcomes(batch, plan)
+
+    def commit() -> None:
+        log_batch(spark, paths.ingest_log, name, batch, COMMITTED, entry.run_id, outcomes)
+
+    return commit
+
+
+def _batch(
+    spark: SparkSession,
+    paths: PipelinePaths,
+    name: str,
+    source: SourceSpec,
+    run_id: str,
+    app_id: str,
+) -> tuple[Batch | None, list[str]]:
+    """The batch to run (resumed or newly planned and logged), and notes for the ledger."""
+    logged = read_log(spark, paths.ingest_log, name)
+    listed = list_files(spark, paths.source_path(name))
+    listing = survey(logged, listed, source, dt.datetime.now())
+    notes = [f"{listing.settling} file(s) not settled yet"] if listing.settling else []
+    if listing.pending is not None:
+        log.warning(
+            "resuming batch %s of %s/%s left by an interrupted run",
+            listing.pending.batch_id,
+            paths.pipeline,
+            name,
+        )
+        return listing.pending, notes
+    batch = next_batch(listing, source)
+    if batch is None:
+        return None, notes
+    _check_tables_behind_log(spark, paths, name, app_id, listing.last_batch)
+    log_batch(spark, paths.ingest_log, name, batch, PLANNED, run_id)
+    return batch, notes
+
+
+def _check_tables_behind_log(
+    spark: SparkSession, paths: PipelinePaths, name: str, app_id: str, last_batch: int
+) -> None:
+    """Fail when bronze or quarantine already committed a batch the log does not know of: Delta
+    would silently skip the next batch's writes as already done."""
+    for table, path in (("bronze", paths.bronze(name)), ("quarantine", paths.quarantine)):
+        if not is_delta_table(spark, path):
+            continue
+        written = txn_version(spark, path, app_id)
+        if written is not None and written > last_batch:
+            raise RunError(
+                f"the ingest log of source '{name}' ({paths.ingest_log}) knows batches up to "
+                f"{last_batch} (the next one would be batch {last_batch + 1}), but the {table} "
+                f"table has already committed batch {written} of this source (Delta transaction "
+                f"'{app_id}'): the log was lost or restored from an older copy. Nothing was "
+                "written. Restore the ingest log to its latest version (Delta keeps its history: "
+                "RESTORE TABLE ... TO VERSION AS OF), then run again."
+            )
+
+
+def _ledger(
+    spark: SparkSession,
+    paths: PipelinePaths,
+    name: str,
+    batch: Batch,
+    plan: ReadPlan,
+    counts: dict[str | None, int],
+    entry: LedgerEntry,
+    notes: list[str],
+) -> None:
+    """The batch's ledger: what was read against what landed in the tables."""
     entry.rows_read = sum(counts.values())
     entry.quarantined_by_reason = {k: v for k, v in counts.items() if k is not None}
-    entry.rows_accepted = (
-        read_delta(spark, bronze_path).where(F.col("_batch_id") == batch.batch_id).count()
-        if is_delta_table(spark, bronze_path)
-        else 0
-    )
-    entry.rows_quarantined = (
-        read_delta(spark, paths.quarantine)
-        .where(
-            (F.col("source") == name)
-            & (F.col("batch_id") == batch.batch_id)
-            & F.col("reason").isin(*ROW_REASONS)
-        )
-        .count()
-    )
-    entry.files_quarantined = len(plan.file_reasons)
-    for reason, _ in plan.file_reasons.values():
+    entry.rows_accepted, entry.rows_quarantined = landed_counts(spark, paths, name, batch.batch_id)
+    file_reasons = [reason for reason, _ in plan.file_reasons.values()]
+    file_reasons += ["file_changed"] * len(batch.changed)
+    entry.files_quarantined = len(file_reasons)
+    for reason in file_reasons:
         key = f"file:{reason}"
         entry.quarantined_by_reason[key] = entry.quarantined_by_reason.get(key, 0) + 1
-    for table, path in (("bronze", bronze_path), ("quarantine", paths.quarantine)):
+    if batch.moved:
+        notes.append(f"{len(batch.moved)} file(s) moved, not read again")
+    if plan.vanished:
+        notes.append(f"{len(plan.vanished)} file(s) vanished before they could be read")
+    for table, path in (("bronze", paths.bronze(name)), ("quarantine", paths.quarantine)):
         version = table_version(spark, path)
         if version is not None:
             entry.table_versions[table] = version
-    entry.reconcile()
-    entry.finish()
 
 
-def _next_batch(
-    spark: SparkSession,
-    log_path: str,
-    source_name: str,
-    listed: list[RawFile],
-    source: SourceSpec,
-    run_id: str,
-) -> _Batch | None:
-    """Resume an interrupted batch, or plan a new one from the files not seen before."""
-    from pyspark.sql import functions as F
-
-    seen: set[str] = set()
-    last_batch = 0
-    pending: dict[int, list[RawFile]] = {}
-    if is_delta_table(spark, log_path):
-        rows = read_delta(spark, log_path).where(F.col("source") == source_name).collect()
-        committed_batches = {r["batch_id"] for r in rows if r["status"] == COMMITTED}
-        for r in rows:
-            seen.add(r["file_path"])
-            last_batch = max(last_batch, int(r["batch_id"]))
-            if r["status"] == PLANNED and r["batch_id"] not in committed_batches:
-                pending.setdefault(int(r["batch_id"]), []).append(
-                    RawFile(r["file_path"], int(r["file_size"]), r["file_modified"])
-                )
-    if pending:
-        batch_id = min(pending)
-        files = sorted(pending[batch_id], key=lambda f: (f.modified, f.path))
-        return _Batch(batch_id, files, resumed=True)
-
-    new_files = [f for f in listed if f.path not in seen]
-    if source.max_files_per_batch:
-        new_files = new_files[: source.max_files_per_batch]
-    if not new_files:
-        return None
-    batch = _Batch(last_batch + 1, new_files, resumed=False)
-    _log_files(spark, log_path, source_name, batch, PLANNED, run_id, {})
-    return batch
-
-
-def _log_files(
-    spark: SparkSession,
-    log_path: str,
-    source_name: str,
-    batch: _Batch,
-    status: str,
-    run_id: str,
-    outcomes: dict[str, str],
-) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = [
-        (
-            source_name,
-            batch.batch_id,
-            f.path,
-            f.size,
-            f.modified,
-            status,
-            outcomes.get(f.path),
-            run_id,
-            now,
-        )
-        for f in batch.files
-    ]
-    df = spark.createDataFrame(rows, schema=LOG_DDL)
-    # planned = 2b-1, committed = 2b: one idempotent, increasing transaction version per write.
-    version = 2 * batch.batch_id - (1 if status == PLANNED else 0)
-    append_idempotent(df, log_path, app_id=f"mlpipe-ingest-log-{source_name}", version=version)
-
-
-def _plan_files(spark: SparkSession, source: SourceSpec, files: list[str]) -> _Plan:
-    """Check each file's columns against the declared schema before any data is written."""
-    declared = {c.name.lower(): c.name for c in source.columns}
-    required = {c.name.lower() for c in source.columns if not c.nullable}
-    if has_header(source):
-        found = read_columns(spark, files, source)
-    else:
-        found = {p: [c.name for c in source.columns] for p in files}
-    plan = _Plan()
-    unexpected: dict[str, list[str]] = {}
-    for path in files:
-        cols = found.get(path)
-        if cols is None:
-            plan.file_reasons[path] = ("unreadable_file", "the file's columns could not be read")
-            continue
-        lowered = [c.lower() for c in cols]
-        missing = sorted(declared[c] for c in required if c not in lowered)
-        if missing:
-            plan.file_reasons[path] = ("missing_required_column", f"missing: {', '.join(missing)}")
-            continue
-        extra = [c for c in cols if c.lower() not in declared]
-        if extra:
-            unexpected[path] = extra
-            for col in extra:
-                if col not in plan.extras:
-                    plan.extras.append(col)
-        # Read with the file's own names mapped onto the declared spelling.
-        plan.groups[tuple(declared.get(c.lower(), c) for c in cols)].append(path)
-    if unexpected and source.schema_evolution == "fail":
-        listing = "; ".join(f"{p}: {', '.join(cols)}" for p, cols in sorted(unexpected.items()))
-        raise RunError(
-            f"unexpected new column(s) in {len(unexpected)} file(s) ({listing}). Nothing was "
-            "written. Declare the columns in the source's `columns`, or set "
-            "`schema_evolution: add` to add them to bronze."
-        )
-    return plan
-
-
-def _read_plan(spark: SparkSession, source: SourceSpec, plan: _Plan) -> DataFrame | None:
-    from pyspark.sql import functions as F
-
-    wanted = [c.name for c in source.columns] + plan.extras
-    parts: list[DataFrame] = []
-    for cols, group in plan.groups.items():
-        df = read_strings(spark, group, source, cols)
-        parts.append(
-            df.select(
-                *[
-                    F.col(f"`{c}`") if c in cols else F.lit(None).cast("string").alias(c)
-                    for c in wanted
-                ],
-                F.col(CORRUPT),
-                F.col(SOURCE_FILE),
-            )
-        )
-    if not parts:
-        return None
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return validate_records(out, source.columns, plan.extras)
-
-
-def _validate(
-    spark: SparkSession, source: SourceSpec, plan: _Plan
-) -> tuple[DataFrame | None, dict[str | None, int]]:
-    """Validate the batch's rows (cached) and count them by reason; isolate unreadable files."""
-    validated = _read_plan(spark, source, plan)
-    if validated is None:
-        return None, {}
-    try:
-        validated = validated.persist()
-        return validated, _count_by_reason(validated)
-    except Exception as exc:
-        validated.unpersist()
-        log.warning(
-            "reading the batch failed (%s); checking its files one by one", describe_error(exc)
-        )
-    for cols, group in list(plan.groups.items()):
-        for path in list(group):
-            try:
-                read_strings(spark, [path], source, cols).count()
-            except Exception as exc:
-                plan.file_reasons[path] = ("unreadable_file", describe_error(exc))
-                group.remove(path)
-        if not group:
-            del plan.groups[cols]
-    validated = _read_plan(spark, source, plan)
-    if validated is None:
-        return None, {}
-    validated = validated.persist()
-    return validated, _count_by_reason(validated)
-
-
-def _count_by_reason(validated: DataFrame) -> dict[str | None, int]:
-    return {r[REASON]: int(r["count"]) for r in validated.groupBy(REASON).count().collect()}
-
-
-def _refused(
-    spark: SparkSession, validated: DataFrame | None, source: SourceSpec, plan: _Plan
-) -> DataFrame:
-    """The batch's refused records: its bad rows, and one row per file refused whole."""
-    file_rows = [
-        (None, path, reason, detail) for path, (reason, detail) in sorted(plan.file_reasons.items())
-    ]
-    frame = spark.createDataFrame(file_rows, schema=RECORD_DDL)
-    if validated is not None:
-        frame = rejected_rows(validated, source.columns, plan.extras).unionByName(frame)
-    return frame
+def _outcomes(batch: Batch, plan: ReadPlan) -> dict[str, tuple[str, str | None]]:
+    """What the batch did with each file, for its committed log rows."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for f in batch.files:
+        if f.path in plan.vanished:
+            out[f.path] = (VANISHED, None)
+        elif f.path in plan.file_reasons:
+            reason, detail = plan.file_reasons[f.path]
+            out[f.path] = (reason, detail)
+        else:
+            out[f.path] = (INGESTED, None)
+    out |= {p: ("file_changed", d) for p, d in batch.changed.items()}
+    out |= {p: (MOVED, old) for p, old in batch.moved.items()}
+    return out

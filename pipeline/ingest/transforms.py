@@ -20,12 +20,13 @@ File-level reasons (the runner's): ``missing_required_column`` and ``unreadable_
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from pipeline.config.models import ColumnSpec
+from pipeline.config.sources import ColumnSpec
 from pipeline.io.raw import CORRUPT, SOURCE_FILE
 
 REASON, RULE, RAW_FIELDS = "_reason", "_rule", "_raw_fields"
@@ -263,12 +264,19 @@ def rejected_rows(
 
 
 def with_lineage(
-    df: DataFrame, *, run_id: str, batch_id: int, ingested_at: Column | None = None
+    df: DataFrame,
+    *,
+    run_id: str,
+    batch_id: int,
+    run_date: dt.date | None,
+    ingested_at: Column | None = None,
 ) -> DataFrame:
-    """Add the bronze metadata columns (the source file is already there): ingest time, run, batch."""
+    """Add the bronze metadata columns (the source file is already there): ingest time, run,
+    batch, and the run date of the batch (the date a row without an event time belongs to)."""
     return df.select(
         "*",
         (ingested_at if ingested_at is not None else F.current_timestamp()).alias("_ingested_at"),
         F.lit(run_id).alias("_run_id"),
         F.lit(batch_id).cast("long").alias("_batch_id"),
+        F.lit(run_date).cast("date").alias("_run_date"),
     )

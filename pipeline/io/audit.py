@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import LedgerMismatchError
 from pipeline.io.raw import describe_error
+from pipeline.redact import redact
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -23,7 +24,7 @@ AUDIT_DDL = (
     "duration_s DOUBLE, batch_id BIGINT, files_read BIGINT, files_quarantined BIGINT, "
     "rows_read BIGINT, rows_accepted BIGINT, rows_quarantined BIGINT, rows_dropped BIGINT, "
     "quarantined_by_reason MAP<STRING, BIGINT>, table_versions MAP<STRING, BIGINT>, "
-    "metrics MAP<STRING, DOUBLE>, message STRING"
+    "metrics MAP<STRING, DOUBLE>, message STRING, dropped_by_reason MAP<STRING, BIGINT>"
 )
 
 SUCCEEDED, FAILED, NOOP, SKIPPED = "succeeded", "failed", "noop", "skipped"
@@ -55,12 +56,25 @@ class LedgerEntry:
     rows_quarantined: int = 0
     rows_dropped: int = 0
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
     table_versions: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     message: str | None = None
 
+    def drop(self, reason: str, rows: int) -> None:
+        """Count `rows` dropped for `reason` (every dropped row has one)."""
+        if rows:
+            self.dropped_by_reason[reason] = self.dropped_by_reason.get(reason, 0) + rows
+            self.rows_dropped += rows
+
     def reconcile(self) -> None:
-        """Rows read must equal accepted + quarantined + dropped; otherwise the run fails."""
+        """Rows read must equal accepted + quarantined + dropped, and every dropped row must
+        have a reason; otherwise the run fails."""
+        if sum(self.dropped_by_reason.values()) != self.rows_dropped:
+            raise LedgerMismatchError(
+                f"{self.stage} of {self.pipeline}: {self.rows_dropped} rows dropped, "
+                f"{sum(self.dropped_by_reason.values())} of them with a reason"
+            )
         accounted = self.rows_accepted + self.rows_quarantined + self.rows_dropped
         if self.rows_read != accounted:
             raise LedgerMismatchError(
@@ -102,7 +116,8 @@ class LedgerEntry:
             "quarantined_by_reason": dict(self.quarantined_by_reason),
             "table_versions": dict(self.table_versions),
             "metrics": {k: float(v) for k, v in self.metrics.items()},
-            "message": self.message,
+            "message": redact(self.message) if self.message else None,
+            "dropped_by_reason": dict(self.dropped_by_reason),
         }
 
     def summary(self) -> str:
@@ -116,23 +131,37 @@ class LedgerEntry:
             reasons = json.dumps(self.quarantined_by_reason, sort_keys=True)
             parts.append(f", quarantined {self.rows_quarantined:,} {reasons}")
         if self.rows_dropped:
-            parts.append(f", duplicates dropped {self.rows_dropped:,}")
+            reasons = json.dumps(self.dropped_by_reason, sort_keys=True)
+            parts.append(f", dropped {self.rows_dropped:,} {reasons}")
         line = " ".join(parts).replace(" ,", ",")
         return line + (f" - {self.message}" if self.message else "")
 
 
-def write_audit(spark: SparkSession, path: str, entries: list[LedgerEntry]) -> None:
-    """Append ledger entries to the audit table (created on first use)."""
+def write_audit(
+    spark: SparkSession, path: str, entries: list[LedgerEntry], *, once_as: str | None = None
+) -> None:
+    """Append ledger entries to the audit table (created on first use).
+
+    With `once_as` (a writer id) and one entry with a batch id, the row is written once per
+    (writer, batch): a rerun of a batch that already recorded its row adds nothing (Delta's
+    idempotent writes), so a batch's audit row survives a crash after it and is never doubled.
+    """
     if not entries:
         return
     df = spark.createDataFrame([e.as_row() for e in entries], schema=AUDIT_DDL)
-    df.write.format("delta").mode("append").save(path)
+    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+    if once_as is not None and len(entries) == 1 and entries[0].batch_id is not None:
+        writer = writer.option("txnAppId", once_as).option("txnVersion", str(entries[0].batch_id))
+    writer.save(path)
 
 
 @contextlib.contextmanager
-def audited(spark: SparkSession, path: str, entry: LedgerEntry) -> Iterator[LedgerEntry]:
-    """Append `entry` to the audit table when the block ends: as it is on success, as `failed`
-    with the error when the block raises (the error then propagates)."""
+def audited(
+    spark: SparkSession, path: str, entry: LedgerEntry, *, once_as: str | None = None
+) -> Iterator[LedgerEntry]:
+    """Append `entry` to the audit table when the block ends: as it is on success (once per
+    batch with `once_as`, see `write_audit`), as `failed` with the error when the block raises
+    (the error then propagates; every failed attempt is its own row)."""
     try:
         yield entry
     except BaseException as exc:
@@ -144,7 +173,7 @@ def audited(spark: SparkSession, path: str, entry: LedgerEntry) -> Iterator[Ledg
         raise
     if entry.finished_at is None:
         entry.finish()
-    write_audit(spark, path, [entry])
+    write_audit(spark, path, [entry], once_as=once_as)
     log.info(entry.summary())
 
 

@@ -106,8 +106,8 @@ def txn_version(spark: SparkSession, path: str, app_id: str) -> int | None:
     track of its versions must learn it before writing. It is read from the table's log as the
     Delta protocol lays it out: `txn` actions in the last checkpoint and in the commits after it.
     """
-    from pyspark.sql import functions as F
     from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
 
     log = f"{path.rstrip('/')}/_delta_log"
     txn = "txn STRUCT<appId: STRING, version: BIGINT>"

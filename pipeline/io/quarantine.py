@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from pipeline.io.delta import append_idempotent
+from pipeline.io.delta import append_idempotent, is_delta_table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -46,3 +46,27 @@ def quarantine_rows(
 def append_quarantine(rows: DataFrame, path: str, *, app_id: str, version: int) -> None:
     """Append quarantined rows once per (writer, version) (Delta's idempotent writes)."""
     append_idempotent(rows, path, app_id=app_id, version=version)
+
+
+def replace_quarantine(rows: DataFrame, path: str, *, source: str, run_date: dt.date) -> None:
+    """Replace what a stage quarantined for a run date (its rows of `source` and `run_date`) with
+    `rows`, in one atomic commit: a rerun of the date leaves exactly its latest rows."""
+    if not is_delta_table(rows.sparkSession, path):
+        if rows.limit(1).count() == 0:
+            return  # nothing to keep, and no table to replace in
+        rows.write.format("delta").mode("append").save(path)
+        return
+    rows.write.format("delta").mode("overwrite").option(
+        "replaceWhere", f"source = '{source}' AND run_date = '{run_date}'"
+    ).save(path)
+
+
+def replace_date_quarantine(
+    records: DataFrame, path: str, *, pipeline: str, source: str, run_id: str, run_date: dt.date
+) -> None:
+    """What a stage after ingest (features, score) rejects for a run date: `records` (raw_record,
+    source_file, reason, detail) in the table's layout, replacing its earlier rows of the date."""
+    rows = quarantine_rows(
+        records, pipeline=pipeline, source=source, run_id=run_id, batch_id=0, run_date=run_date
+    )
+    replace_quarantine(rows, path, source=source, run_date=run_date)

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipeline.config.models import SourceSpec
+from pipeline.config.sources import SourceSpec
 from pipeline.errors import RunError
+from pipeline.redact import redact
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -54,6 +55,16 @@ def list_files(spark: SparkSession, uri: str) -> list[RawFile]:
         raise
     files = [RawFile(r["path"], int(r["length"]), r["modificationTime"]) for r in rows]
     return sorted(files, key=lambda f: (f.modified, f.path))
+
+
+def file_exists(spark: SparkSession, uri: str) -> bool:
+    """Whether the file at `uri` exists (listed through Spark, so any Hadoop FileSystem works)."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        return bool(spark.read.format("binaryFile").load(uri).select("path").limit(1).count())
+    except AnalysisException:
+        return False
 
 
 def _csv_options(spec: SourceSpec) -> dict[str, str]:
@@ -162,4 +173,5 @@ def describe_error(exc: BaseException) -> str:
     """A short, single-line reason from a (possibly Java) exception."""
     text = str(exc).strip().splitlines()
     first = next((line for line in text if line.strip()), type(exc).__name__)
-    return json.dumps(first[:300])[1:-1]
+    # Storage errors can quote a URI with credentials or a key: masked before anything keeps it.
+    return json.dumps(redact(first)[:300])[1:-1]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import RunError
+from pipeline.faults import crash_point
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -105,34 +106,54 @@ def log_and_register(
         code_paths=[str(package_dir())],
     )
     version = str(info.registered_model_version)
+    crash_point("train.after_log_model")
     client = MlflowClient()
     for key, value in {**tags, THRESHOLD_TAG: "" if threshold is None else repr(threshold)}.items():
         client.set_model_version_tag(name, version, key, value)
+    crash_point("train.after_register")
     return version
 
 
 def champion_version(name: str) -> str | None:
-    """The version holding the champion alias, or None."""
+    """The version holding the champion alias; None only when the model or the alias does not
+    exist. A registry that cannot be read is a `RunError`: "no champion" must never be guessed
+    from an error, or the gate would promote a challenger unchecked."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:
-        return None
+        model = MlflowClient().get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise RunError(f"cannot read model '{name}' from the registry: {exc.message}") from exc
+    except OSError as exc:  # the registry server did not answer
+        raise RunError(f"cannot reach the model registry for '{name}': {exc}") from exc
+    version = (model.aliases or {}).get(CHAMPION)
+    return str(version) if version is not None else None
 
 
-def load_champion(name: str) -> tuple[PipelineModel, str, float | None]:
-    """The champion as a native Spark PipelineModel, its version and its decision threshold."""
+def load_version(name: str, version: str) -> tuple[PipelineModel, float | None]:
+    """One registered version as a native Spark PipelineModel, and its decision threshold."""
     import mlflow.spark
     from mlflow import MlflowClient
 
+    model = mlflow.spark.load_model(f"models:/{name}/{version}")
+    tag = MlflowClient().get_model_version(name, version).tags.get(THRESHOLD_TAG, "")
+    return model, float(tag) if tag else None
+
+
+def load_champion(name: str) -> tuple[PipelineModel, str, float | None]:
+    """The champion as a native Spark PipelineModel, its version and its decision threshold.
+
+    The alias is resolved once, to a version, and that version is loaded: a promotion in between
+    cannot make the rows say one version while another scored them.
+    """
     version = champion_version(name)
     if version is None:
         raise RunError(f"model '{name}' has no champion yet: run `mlpipe train` first")
-    model = mlflow.spark.load_model(f"models:/{name}@{CHAMPION}")
-    tag = MlflowClient().get_model_version(name, version).tags.get(THRESHOLD_TAG, "")
-    return model, version, float(tag) if tag else None
+    model, threshold = load_version(name, version)
+    return model, version, threshold
 
 
 @dataclass(frozen=True)
@@ -179,7 +200,7 @@ def gate_and_promote(
     if current is None:
         decision = GateDecision(True, "first model: no champion yet", challenger_metric)
     else:
-        champion, _, _ = load_champion(name)
+        champion, _ = load_version(name, current)
         champion_metric = inputs.score(champion)
         gain = (
             challenger_metric - champion_metric
@@ -204,7 +225,9 @@ def gate_and_promote(
             promoted, reason, challenger_metric, champion_metric, current, lower
         )
     if decision.promoted:
+        crash_point("train.before_alias")
         client.set_registered_model_alias(name, CHAMPION, version)
+        crash_point("train.after_alias")
     client.set_model_version_tag(
         name,
         version,

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.redact import redact
 from pipeline.report.html import render_html
 from pipeline.report.markdown import render_markdown
 from pipeline.report.plots import draw_plots
@@ -36,9 +37,12 @@ def write_report_files(summary: TrainingSummary, out_dir: Path) -> ReportFiles:
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = draw_plots(summary, out_dir)
     summary_json = out_dir / "summary.json"
-    summary_json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    # Through the redactor: the report quotes paths, URIs and messages (pipeline.redact).
+    summary_json.write_text(
+        redact(json.dumps(summary.to_dict(), indent=2)) + "\n", encoding="utf-8"
+    )
     summary_md = out_dir / "summary.md"
-    summary_md.write_text(render_markdown(summary), encoding="utf-8")
+    summary_md.write_text(redact(render_markdown(summary)), encoding="utf-8")
     html = out_dir / "report.html"
-    html.write_text(render_html(summary, plots), encoding="utf-8")
+    html.write_text(redact(render_html(summary, plots)), encoding="utf-8")
     return ReportFiles(summary_json, summary_md, html, plots)

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
+from pipeline import tracking
 from pipeline.config.models import MlflowConfig
 from pipeline.io.audit import read_audit
 from pipeline.io.delta import is_delta_table, read_delta
@@ -108,7 +109,7 @@ def log_monitoring(
 
     experiment_id = ensure_experiment(mlflow_cfg, pipeline)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"score {pipeline} {run_date}"):
-        mlflow.set_tags(
+        tracking.set_tags(
             {
                 "stage": "score",
                 "run_date": str(run_date),
@@ -118,7 +119,7 @@ def log_monitoring(
             }
         )
         mlflow.log_metrics({k.replace("=", "_"): v for k, v in report.metrics.items()})
-        mlflow.log_dict(
+        tracking.log_dict(
             {"warnings": report.warnings, "failures": report.failures}, "monitoring.json"
         )
     for warning in report.warnings:

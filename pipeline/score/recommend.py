@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+COLD_START = "cold_start_user"  # the ledger's reason for a user the model has never seen
+
 
 def score_recommendations(
     spark: SparkSession,
@@ -75,7 +77,8 @@ def score_recommendations(
     ).first()
     assert stats is not None  # a global aggregation has one row
     entry.rows_accepted = int(stats["users"])
-    entry.rows_dropped = entry.rows_read - entry.rows_accepted
+    # Users the champion has no factors for get no ALS recommendations: cold start.
+    entry.drop(COLD_START, entry.rows_read - entry.rows_accepted)
     version_written = table_version(spark, paths.predictions)
     if version_written is not None:
         entry.table_versions["predictions"] = version_written

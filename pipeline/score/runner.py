@@ -19,7 +19,8 @@ from pipeline.errors import RunError
 from pipeline.faults import crash_point
 from pipeline.io.audit import LedgerEntry, audited
 from pipeline.io.delta import read_delta, table_version
-from pipeline.io.quarantine import append_quarantine, quarantine_rows
+from pipeline.io.lease import tables_lease
+from pipeline.io.quarantine import replace_date_quarantine
 from pipeline.model.compiled import COMPILED, SCORING_TAG, model_scores
 from pipeline.names import EVENT_DATE, RUN_DATE
 from pipeline.paths import PipelinePaths
@@ -58,7 +59,11 @@ def run_score(
     # Whatever ran before in this process: the champion is looked up where this config says.
     configure_mlflow(config.mlflow)
     entry = LedgerEntry(run_id=run_id, pipeline=spec.name, stage="score", run_date=run_date)
-    with audited(spark, paths.audit, entry):
+    ttl = config.storage.lease_ttl_seconds
+    with (
+        tables_lease(spark, paths, ttl, command="score", run_id=run_id),
+        audited(spark, paths.audit, entry),
+    ):
         if spec.task == "recommendation":
             score_recommendations(spark, config, paths, run_date, entry)
         else:
@@ -119,6 +124,7 @@ def _score(
     log.info("writing predictions for %s (scored through %s)", run_date, path)
     crash_point("score.before_write")
     write_predictions(predictions, paths.predictions, run_date)
+    crash_point("score.after_write")
 
     records = bad_rows.select(
         F.to_json(F.struct(*[F.col(c) for c in keys + inputs])).alias("raw_record"),
@@ -126,22 +132,16 @@ def _score(
         F.lit("non_finite_value").alias("reason"),
         F.lit("a numeric model input is NaN or infinite").alias("detail"),
     )
-    quarantined = quarantine_rows(
+    # Replaced per run date: a rerun leaves exactly its own quarantined rows, as the ledger says.
+    replace_date_quarantine(
         records,
+        paths.quarantine,
         pipeline=spec.name,
         source="score",
         run_id=entry.run_id,
-        batch_id=0,
         run_date=run_date,
     )
-    # Idempotent per run date: a rerun of the same date does not quarantine its rows twice.
-    day_number = (run_date - dt.date(1970, 1, 1)).days
-    append_quarantine(
-        quarantined,
-        paths.quarantine,
-        app_id=f"mlpipe-score-{spec.name}-{run_date}",
-        version=day_number,
-    )
+    crash_point("score.after_quarantine")
 
     written = read_delta(spark, paths.predictions).where(F.col(RUN_DATE) == F.lit(run_date))
     entry.rows_accepted = written.count()
@@ -176,6 +176,7 @@ def _score(
         model_version=champ.version,
         tags={SCORING_TAG: path},
     )
+    crash_point("score.after_monitoring")
     if report.failures:
         raise RunError(
             "data drift beyond the failure threshold (predictions were written): "

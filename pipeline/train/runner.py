@@ -18,6 +18,7 @@ from pipeline.config.models import AppConfig
 from pipeline.errors import RunError
 from pipeline.io.audit import LedgerEntry, audited
 from pipeline.io.delta import is_delta_table, read_delta, table_version
+from pipeline.io.lease import tables_lease
 from pipeline.paths import PipelinePaths
 from pipeline.session import parallelism
 from pipeline.tracking import configure_mlflow
@@ -52,7 +53,11 @@ def run_train(
     paths = PipelinePaths.of(config)
     configure_mlflow(config.mlflow)
     entry = LedgerEntry(run_id=run_id, pipeline=spec.name, stage="train", run_date=run_date)
-    with audited(spark, paths.audit, entry):
+    ttl = config.storage.lease_ttl_seconds
+    with (
+        tables_lease(spark, paths, ttl, command="train", run_id=run_id),
+        audited(spark, paths.audit, entry),
+    ):
         if not is_delta_table(spark, paths.features):
             raise RunError(f"no feature table at {paths.features}: run `mlpipe features` first")
         durations: dict[str, float] = {}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import tracking
 from pipeline.config.models import AppConfig
 from pipeline.io.delta import table_version
 from pipeline.model.compiled import scoring_tags
@@ -104,7 +105,7 @@ def track_register_gate(
         experiment_id=experiment_id, run_name=f"train {spec.name} {info.run_date}"
     ) as parent:
         _log_candidates(experiment_id, ev, tspec.metric)
-        mlflow.log_params(
+        tracking.log_params(
             {
                 "winner": ev.winner.candidate,
                 **{f"winner.{k}": str(v) for k, v in ev.winner.params.items()},
@@ -120,10 +121,12 @@ def track_register_gate(
         )
         mlflow.log_metrics({f"test_{k}": v for k, v in ev.test_metrics.items()})
         mlflow.log_metrics(summary.overfitting | {"cv_fits": float(summary.fits)})
-        mlflow.log_dict(config.model_dump(mode="json", exclude={"mlflow"}), "config_snapshot.json")
-        mlflow.log_dict(_lineage_json(summary), "lineage.json")
-        mlflow.set_tags(summary.tags)
-        mlflow.log_dict({"feature_importance": ev.importances}, "feature_importance.json")
+        tracking.log_dict(
+            config.model_dump(mode="json", exclude={"mlflow"}), "config_snapshot.json"
+        )
+        tracking.log_dict(_lineage_json(summary), "lineage.json")
+        tracking.set_tags(summary.tags)
+        tracking.log_dict({"feature_importance": ev.importances}, "feature_importance.json")
         # The evaluation is logged before registration, so a registry failure still leaves it.
         _log_report(write_report_files(summary, info.report_dir))
 
@@ -157,7 +160,7 @@ def track_register_gate(
             higher_is_better=HIGHER_IS_BETTER[ev.gate.metric],
             confidence=tspec.gate.confidence,
         )
-        mlflow.set_tags({"gate.promoted": str(decision.promoted), "gate.reason": decision.reason})
+        tracking.set_tags({"gate.promoted": str(decision.promoted), "gate.reason": decision.reason})
         outcome = GateOutcome(
             promoted=decision.promoted,
             reason=decision.reason,
@@ -195,7 +198,7 @@ def _log_candidates(experiment_id: str, ev: Evaluation, metric: str) -> None:
 
     for cand in best_per_candidate(ev.results, metric):
         with mlflow.start_run(experiment_id=experiment_id, run_name=cand.candidate, nested=True):
-            mlflow.log_params(
+            tracking.log_params(
                 {"algorithm": cand.algorithm, **{k: str(v) for k, v in cand.params.items()}}
             )
             metrics = {f"cv_{metric}_fold_{i}": v for i, v in enumerate(cand.fold_metrics)}
@@ -217,9 +220,9 @@ def _log_candidates(experiment_id: str, ev: Evaluation, metric: str) -> None:
                 for r in ev.results
                 if r.candidate == cand.candidate
             ]
-            mlflow.log_dict({"metric": metric, "grid": grid}, "cv_grid.json")
+            tracking.log_dict({"metric": metric, "grid": grid}, "cv_grid.json")
             winner = cand.candidate == ev.winner.candidate and cand.index == ev.winner.index
-            mlflow.set_tag("winner", str(winner))
+            tracking.set_tags({"winner": str(winner)})
 
 
 def _log_report(files: ReportFiles) -> None:
