@@ -50,7 +50,7 @@ DeltaTable.forPath(spark, path).history(1).collect()
 def build() -> Path:
     """Run a small Delta round trip in a fresh JVM that dumps its loaded classes at exit."""
     ARCHIVE.parent.mkdir(parents=True, exist_ok=True)
-    partial = ARCHIVE.with_name("mlpipe.partial.jsa")
+    partial = ARCHIVE.with_name(f"mlpipe.{os.getpid()}.jsa")  # two set-ups may race
     partial.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MLPIPE_NO_CDS": "1", "MLPIPE_DATA": tmp}

@@ -159,9 +159,10 @@ def test_each_readme_command_runs_on_its_own_in_a_fresh_process(
     assert "promoted to champion" in train_out
 
     # A resumed night: ingest, features and training already ran for the date (above, each in a
-    # process of its own); the nightly flow skips them and scores with the champion.
+    # process of its own); the nightly flow looks for new files (none), skips the rest and scores
+    # with the champion.
     resumed = shell.ok("nightly", "--pipeline", "fraud", "--run-date", d2)
-    assert "ingest: done before, features: done before, train: done before, score: ran" in resumed
+    assert "ingest: ran, features: done before, train: done before, score: ran" in resumed
     features = read_delta(spark, paths.features)
     scored = read_delta(spark, paths.predictions).where(F.col("run_date") == F.lit(DAYS[1]))
     assert scored.count() == features.count()
@@ -184,11 +185,14 @@ def test_each_readme_command_runs_on_its_own_in_a_fresh_process(
         "features": "succeeded",
         "score": "succeeded",
     }
-    # The same night again: every stage was done, nothing is written but the skips.
+    # The same night again: no new file, every other stage was done; nothing is written but the
+    # ingest's no-op and the skips.
     before = sorted(_day(spark, paths.predictions, DAYS[2]).collect())
     again_out = shell.ok("nightly", "--pipeline", "fraud", "--run-date", d3)
-    assert "ingest: done before, features: done before, train: not due" in again_out
-    assert again_out.rstrip().endswith("score: done before")
+    stages = next(line for line in again_out.splitlines() if line.startswith(f"nightly {d3}:"))
+    assert stages.startswith(f"nightly {d3}: ingest: ran, features: done before, train: not due")
+    assert stages.rstrip().endswith("score: done before")
+    assert "no new files" in again_out
     assert sorted(_day(spark, paths.predictions, DAYS[2]).collect()) == before
 
     # Two more nights in one process.
