@@ -8,33 +8,26 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-def is_commit_conflict(exc: BaseException) -> bool:
-    """True for Delta's optimistic-concurrency conflicts (another writer committed first), by
-    their typed exceptions (`pipeline.session` installs their conversion from Java errors)."""
-    from delta.exceptions import (
-        ConcurrentAppendException,
-        ConcurrentDeleteDeleteException,
-        ConcurrentDeleteReadException,
-        ConcurrentTransactionException,
-        ConcurrentWriteException,
-        DeltaConcurrentModificationException,
-        MetadataChangedException,
-        ProtocolChangedException,
-    )
+# Delta's optimistic-concurrency conflicts (another writer committed first); in Python they do not
+# share a base class, so they are named once here.
+_CONFLICTS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentTransactionException",
+    "ConcurrentWriteException",
+    "DeltaConcurrentModificationException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+)
 
-    return isinstance(
-        exc,
-        (
-            ConcurrentAppendException,
-            ConcurrentDeleteDeleteException,
-            ConcurrentDeleteReadException,
-            ConcurrentTransactionException,
-            ConcurrentWriteException,
-            DeltaConcurrentModificationException,
-            MetadataChangedException,
-            ProtocolChangedException,
-        ),
-    )
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """True for Delta's commit conflicts, by their typed exceptions (`pipeline.session` installs
+    their conversion from Java errors)."""
+    import delta.exceptions
+
+    return isinstance(exc, tuple(getattr(delta.exceptions, name) for name in _CONFLICTS))
 
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:
