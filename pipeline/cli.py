@@ -203,6 +203,37 @@ def _config(inv: Invocation) -> int:
     return EXIT_OK
 
 
+def _init(inv: Invocation) -> int:
+    from pipeline.config.loader import default_conf_dir
+    from pipeline.init import draft_pipeline
+
+    args = inv.args
+    conf = Path(args.conf_dir) if args.conf_dir else default_conf_dir()
+    target = conf / "base" / "pipelines" / f"{args.name}.yml"
+    if target.exists() and not args.force:
+        raise ConfigError(f"{target} exists: pass --force to replace it")
+    try:
+        draft = draft_pipeline(
+            inv.spark,
+            args.name,
+            args.source,
+            fmt=args.format,
+            label=args.label,
+            positive=args.positive or (),
+            test=args.test,
+            weight=args.weight,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(draft.text)
+    print(f"wrote {target}")
+    for note in draft.notes:
+        print(f"  {note}")
+    print(f"next: mlpipe ingest --pipeline {args.name}   (then features, train, score)")
+    return EXIT_OK
+
+
 def _check(inv: Invocation) -> int:
     from pipeline.check import run_check
 
@@ -297,6 +328,34 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     demo.add_argument("--rows-per-day", type=int, default=200_000, metavar="N")
     demo.add_argument("--start-date", type=_run_date, default=dt.date(2026, 1, 1))
     demo.add_argument("--seed", type=int, default=7)
+    init = add(
+        "init",
+        "draft conf/base/pipelines/NAME.yml from a sample of a data file (columns, types, label)",
+        _init,
+        pipeline=False,
+        run_date=False,
+    )
+    init.add_argument("name", metavar="NAME", help="the new pipeline's name (an identifier)")
+    init.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="URI",
+        help="a data file, or a folder of them (any Hadoop URI; local files are read directly)",
+    )
+    init.add_argument("--format", choices=["csv", "json", "parquet"], help="default: by extension")
+    init.add_argument("--label", metavar="COLUMN", help="default: the last two-class column")
+    init.add_argument(
+        "--positive",
+        action="append",
+        metavar="VALUE",
+        help="the label value that is class 1 (repeat for several; default: the rarer class)",
+    )
+    init.add_argument(
+        "--test", metavar="GLOB", help="files that are the test set (e.g. 'adult.test')"
+    )
+    init.add_argument("--weight", metavar="COLUMN", help="a column of sample weights")
+    init.add_argument("--force", action="store_true", help="replace an existing file")
     add(
         "check",
         "check the stack: Delta round trip and an MLflow run (prints where they are)",

@@ -88,7 +88,7 @@ def late_rows(
     if seen_batch is None or not is_delta_table(spark, bronze):
         return False
     first = run_date - dt.timedelta(days=label_horizon_days(features))
-    event_date = F.to_date(F.col(features.event_time))
+    event_date = F.to_date(F.col(features.time_column))
     late = read_delta(spark, bronze).where(
         (F.col("_batch_id") > F.lit(int(seen_batch)))
         & (event_date >= F.lit(first))
@@ -145,7 +145,7 @@ def dates_due_again(spark: SparkSession, config: AppConfig) -> dict[dt.date, lis
     bronze = paths.bronze(spec.feature_source)
     batches: list[tuple[int, dt.date, dt.date]] = []
     if known and is_delta_table(spark, bronze):
-        event_date = F.to_date(F.col(spec.features.event_time))
+        event_date = F.to_date(F.col(spec.features.time_column))
         batches = [
             (int(r[0]), r[1], r[2])
             for r in read_delta(spark, bronze)

@@ -223,6 +223,7 @@ COMMANDS = [
     "backfill",
     "status",
     "demo",
+    "init",
     "check",
     "config",
 ]

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from pipeline.config.base import Frozen, Identifier
+from pipeline.names import EVENT_DATE
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -73,27 +74,53 @@ class EventLabel(Frozen):
 
 
 class LabelSpec(Frozen):
-    """How the label column is made: an existing column, an expression, or future events."""
+    """How the label column is made: an existing column, an expression, or future events.
+
+    With `positive`, the column holds text classes: a value in `positive` is 1, anything else 0 —
+    or, when `negative` is listed too, a value in neither list is not a label the pipeline knows,
+    and the row is quarantined (`unknown_label`) instead of being guessed. Values are compared
+    after trimming.
+    """
 
     column: Identifier | None = None
     expr: str | None = None
     event: EventLabel | None = None
+    positive: list[str] | None = Field(None, min_length=1)
+    negative: list[str] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> LabelSpec:
         given = [k for k in ("column", "expr", "event") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("set exactly one of column, expr or event")
+        if (self.positive is not None or self.negative is not None) and self.column is None:
+            raise ValueError("positive and negative map the values of a label `column`")
+        if self.negative is not None and self.positive is None:
+            raise ValueError("negative needs positive: list the values that are the class 1")
+        both = set(self.positive or ()) & set(self.negative or ())
+        if both:
+            raise ValueError(f"values both positive and negative: {', '.join(sorted(both))}")
         return self
 
 
+ROW_ID = "row_id"  # the feature key of rows whose source has none: "<file>:<record number>"
+INGEST_DATE = "_run_date"  # bronze: the run date of the batch that ingested the row
+
+
 class FeatureSpec(Frozen):
-    """bronze -> features: clean, deduplicate, derive, window aggregates, label."""
+    """bronze -> features: clean, deduplicate, derive, window aggregates, label.
+
+    `key`, `entity` and `event_time` may be left out for plain tabular data. Without a key every
+    row is its own: it is known by its source file and record number (`row_id`), so the same
+    file ingested again replaces its rows record by record, and two identical lines stay two rows.
+    Without an event time a row belongs to the run date of the batch that ingested it. Window
+    features and event labels look along an entity's timeline and need both.
+    """
 
     source: Identifier | None = None  # default: the first source
-    key: list[Identifier] = Field(min_length=1)
-    entity: Identifier
-    event_time: Identifier
+    key: list[Identifier] | None = Field(None, min_length=1)
+    entity: Identifier | None = None
+    event_time: Identifier | None = None
     trim_strings: bool = True
     lowercase: list[Identifier] = Field(default_factory=list)
     derived: list[DerivedFeature] = Field(default_factory=list)
@@ -101,6 +128,36 @@ class FeatureSpec(Frozen):
     after_windows: list[DerivedFeature] = Field(default_factory=list)
     label: LabelSpec | None = None
     keep: list[Identifier] = Field(default_factory=list)  # raw columns carried to the table
+
+    @model_validator(mode="after")
+    def _timeline(self) -> FeatureSpec:
+        needs = []
+        if self.windows:
+            needs.append("window features")
+        if self.label is not None and self.label.event is not None:
+            needs.append("an event label")
+        missing = [k for k in ("entity", "event_time") if getattr(self, k) is None]
+        if needs and missing:
+            raise ValueError(
+                f"{' and '.join(needs)} look back along an entity's timeline: set "
+                f"{' and '.join(missing)}"
+            )
+        return self
+
+    @property
+    def key_columns(self) -> list[str]:
+        """The feature table's row key: `key`, else the `row_id` made from file and record."""
+        return list(self.key) if self.key else [ROW_ID]
+
+    @property
+    def time_column(self) -> str:
+        """The bronze column that places a row in time: `event_time`, else the ingest's date."""
+        return self.event_time or INGEST_DATE
+
+    @property
+    def table_time_column(self) -> str:
+        """The feature table's column that places a row in time (a time split cuts on it)."""
+        return self.event_time or EVENT_DATE
 
     def max_window_seconds(self) -> int:
         """The longest look-back of any window feature (0 without windows)."""
@@ -150,20 +207,35 @@ class PcaSpec(Frozen):
 
 
 class ModelInputSpec(Frozen):
-    """Which feature-table columns the model sees, and the preprocessing fitted with it."""
+    """Which feature-table columns the model sees, and the preprocessing fitted with it.
+
+    With neither `numeric` nor `categorical` listed, the model sees every feature-table column
+    that is not the row's key, entity, time, label (or a column the label is made from), source
+    file, sample weight or in `exclude`: numbers and true/false as numeric, text as
+    categorical (`pipeline.model.inputs`).
+    """
 
     numeric: list[Identifier] = Field(default_factory=list)
     categorical: list[Identifier] = Field(default_factory=list)
+    exclude: list[Identifier] = Field(default_factory=list)
     impute: ImputeSpec = Field(default_factory=ImputeSpec)
     encode: EncodeSpec = Field(default_factory=EncodeSpec)
     scale: Literal["standard", "minmax", "none"] = "standard"
     select: SelectSpec = Field(default_factory=SelectSpec)
     pca: PcaSpec | None = None
 
+    @property
+    def inferred(self) -> bool:
+        """Whether the input columns come from the feature table (none listed)."""
+        return not self.numeric and not self.categorical
+
     @model_validator(mode="after")
     def _some_input(self) -> ModelInputSpec:
-        if not self.numeric and not self.categorical:
-            raise ValueError("list at least one numeric or categorical column")
+        if self.exclude and not self.inferred:
+            raise ValueError(
+                "exclude applies when the inputs are found from the feature table: leave out "
+                "numeric and categorical, or drop exclude"
+            )
         both = set(self.numeric) & set(self.categorical)
         if both:
             raise ValueError(
@@ -177,12 +249,52 @@ class ModelInputSpec(Frozen):
 # --------------------------------------------------------------------------------------------------
 
 
-class SplitSpec(Frozen):
-    """Train/test split: stratified by label (hash of the key, reproducible), or by time."""
+def _text(value: Any) -> str:
+    """A YAML scalar as Spark casts it to a string (`true`, not Python's `True`)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else str(value)
 
-    kind: Literal["stratified", "random", "time"] = "stratified"
+
+class SplitSpec(Frozen):
+    """Train/test split: stratified by label (hash of the key, reproducible), random, by time —
+    or given: `source` makes the rows of the files matching `test` (globs) the test set, `column`
+    the rows whose `column` holds one of the `test` values.
+
+    A glob without a `/` matches a file's name (`adult.test*`), one with a `/` the end of its path
+    (`holdout/*.csv`).
+    """
+
+    kind: Literal["stratified", "random", "time", "source", "column"] = "stratified"
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     seed: int = 42
+    test: list[str] | None = Field(None, min_length=1)
+    column: Identifier | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _listed_strings(cls, data: Any) -> Any:
+        # One glob may stand alone; values are compared as text (a column of numbers too).
+        if not isinstance(data, dict) or data.get("test") is None:
+            return data
+        test = data["test"]
+        test = test if isinstance(test, list) else [test]
+        return {**data, "test": [_text(v) for v in test]}
+
+    @model_validator(mode="after")
+    def _given(self) -> SplitSpec:
+        if self.kind in ("source", "column") and self.test is None:
+            which = "file globs" if self.kind == "source" else "values"
+            raise ValueError(f"a {self.kind} split needs `test`: the {which} of the test rows")
+        if self.kind == "column" and self.column is None:
+            raise ValueError(
+                "a column split needs `column`: the column whose values pick test rows"
+            )
+        if self.kind not in ("source", "column") and self.test is not None:
+            raise ValueError(f"`test` applies to a source or column split, not to {self.kind}")
+        if self.kind != "column" and self.column is not None:
+            raise ValueError(f"`column` applies to a column split, not to {self.kind}")
+        return self
 
 
 class RebalanceSpec(Frozen):
@@ -293,6 +405,10 @@ class TrainSpec(Frozen):
     parallelism: int = Field(1, ge=1, le=64)
     seed: int = 42
     candidates: list[CandidateSpec] = Field(min_length=1)
+    # A feature-table column of sample weights (an instance weight of a survey): MLlib's
+    # `weightCol` in training (times the class weight when classes are weighted) and the weight
+    # of each row in the cross-validation and test metrics. Never a model input.
+    weight_column: Identifier | None = None
     threshold: ThresholdSpec = Field(default_factory=ThresholdSpec)
     rebalance: RebalanceSpec = Field(default_factory=RebalanceSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)

@@ -20,16 +20,20 @@ from pipeline.faults import crash_point
 from pipeline.features.transforms import (
     clean_strings,
     deduplicate,
+    unknown_label,
     with_derived,
     with_event_date,
     with_label,
+    with_row_id,
     with_window_features,
 )
 from pipeline.io.audit import NOOP, LedgerEntry, audited
 from pipeline.io.delta import is_delta_table, overwrite_where, read_delta, table_version
 from pipeline.io.lease import tables_lease
 from pipeline.io.quarantine import replace_date_quarantine
-from pipeline.names import EVENT_DATE
+from pipeline.io.raw import SOURCE_FILE, SOURCE_ROW
+from pipeline.names import EVENT_DATE, LABEL
+from pipeline.names import SOURCE_FILE as SOURCE_FILE_COLUMN
 from pipeline.paths import PipelinePaths
 
 if TYPE_CHECKING:
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 # Reasons the features stage gives the ledger for a bronze row that makes no feature row.
 DUPLICATE_KEY = "duplicate_key"  # an older record of the same key (the latest one is kept)
 NULL_EVENT_TIME = "null_event_time"  # no event time: the row belongs to no date
+UNKNOWN_LABEL = "unknown_label"  # a label value in neither `positive` nor `negative`
 SEEN_BATCH = "bronze_batch_seen"  # metric: the last ingest batch a features run read
 
 
@@ -62,7 +67,8 @@ def build_features(
 ) -> tuple[DataFrame, DataFrame]:
     """(bronze rows of the dates, feature rows of the dates) — lazily, nothing is computed here.
 
-    `source` is the bronze table the features come from.
+    `source` is the bronze table the features come from. The feature rows still carry bronze's
+    metadata columns (`_source_file`, ...), which the feature table leaves out.
     """
     from pyspark.sql import functions as F
 
@@ -75,12 +81,11 @@ def build_features(
     if not is_delta_table(spark, bronze_path):
         raise RunError(f"no bronze table at {bronze_path}: run `mlpipe ingest` first")
     bronze = read_delta(spark, bronze_path, bronze_version)
-    in_range = bronze.where(
-        (F.col(spec.event_time) >= F.lit(history_start)) & (F.col(spec.event_time) < F.lit(end))
-    )
-    target_bronze = with_event_date(in_range, spec.event_time).where(
-        F.col(EVENT_DATE) >= F.lit(first)
-    )
+    if spec.key is None:
+        bronze = _with_row_ids(bronze, bronze_path)
+    time = spec.time_column
+    in_range = bronze.where((F.col(time) >= F.lit(history_start)) & (F.col(time) < F.lit(end)))
+    target_bronze = with_event_date(in_range, time).where(F.col(EVENT_DATE) >= F.lit(first))
 
     events_df = None
     observed_until = None
@@ -95,36 +100,59 @@ def build_features(
         observed_until = F.lit(end)
         events_df = events_df.where(F.col(spec.label.event.time) < observed_until)
 
+    key = spec.key_columns
     features = (
         in_range.transform(clean_strings, trim=spec.trim_strings, lowercase=spec.lowercase)
         .transform(
             deduplicate,
-            key=spec.key,
-            event_time=spec.event_time,
+            key=key,
+            event_time=time,
             tie_breakers=["_ingested_at", "_source_file"],
         )
         .transform(with_derived, spec.derived)
-        .transform(
+    )
+    if spec.windows:
+        assert spec.entity is not None
+        assert spec.event_time is not None
+        features = features.transform(
             with_window_features,
             entity=spec.entity,
             event_time=spec.event_time,
             windows=spec.windows,
         )
-        .transform(with_derived, spec.after_windows)
-    )
+    features = features.transform(with_derived, spec.after_windows)
     if spec.label is not None:
         features = with_label(
             features,
             spec.label,
-            key=spec.key,
+            key=key,
             events_df=events_df,
             entity=spec.entity,
             event_time=spec.event_time,
             observed_until=observed_until,
         )
-    features = with_event_date(features, spec.event_time).where(F.col(EVENT_DATE) >= F.lit(first))
-    metadata = [c for c in features.columns if c.startswith("_")]
-    return target_bronze, features.drop(*metadata)
+    features = with_event_date(features, time).where(F.col(EVENT_DATE) >= F.lit(first))
+    return target_bronze, features
+
+
+def _with_row_ids(bronze: DataFrame, bronze_path: str) -> DataFrame:
+    """Bronze with `row_id` (file and record number), the key of a source that declares none."""
+    from pyspark.sql import functions as F
+
+    if SOURCE_ROW not in bronze.columns:
+        raise RunError(
+            f"the rows in {bronze_path} carry no record numbers (ingested by an older version), "
+            "and features.key is not set: set features.key, or ingest the files again into a new "
+            "tables folder"
+        )
+    unnumbered = bronze.where(F.col(SOURCE_ROW).isNull()).limit(1).count()
+    if unnumbered:
+        raise RunError(
+            f"some rows in {bronze_path} carry no record number (ingested by an older version), "
+            "and features.key is not set: set features.key, or ingest the files again into a new "
+            "tables folder"
+        )
+    return with_row_id(bronze, source_file=SOURCE_FILE, source_row=SOURCE_ROW)
 
 
 def run_features(
@@ -157,7 +185,7 @@ def untimed_rows(bronze: DataFrame, spec: FeatureSpec, run_date: dt.date) -> Dat
         if "_run_date" in bronze.columns
         else F.to_date("_ingested_at")  # bronze written before rows carried their run date
     )
-    return bronze.where(F.col(spec.event_time).isNull() & (ingested_on == F.lit(run_date)))
+    return bronze.where(F.col(spec.time_column).isNull() & (ingested_on == F.lit(run_date)))
 
 
 def _write_features(
@@ -187,18 +215,34 @@ def _write_features(
         # date due again (late data, see pipeline.nightly).
         seen = read_delta(spark, bronze_path, bronze_version).agg(F.max("_batch_id")).first()
         entry.metrics[SEEN_BATCH] = float(seen[0]) if seen and seen[0] is not None else 0.0
-    _quarantine_untimed(paths, spec, entry, untimed, source, last)
+    unknown = unknown_label(spec.label)
+    unlabelled = features.where(unknown) if unknown is not None and in_range else None
+    _quarantine(paths, spec, entry, untimed, unlabelled, last)
     untimed.unpersist()
     if entry.rows_read == 0:
         target_bronze.unpersist()
         entry.finish(NOOP, f"no bronze rows with event dates {first}..{last}")
         return
-    distinct_keys = target_bronze.select(*spec.key).distinct().count() if in_range else 0
+    distinct_keys = target_bronze.select(*spec.key_columns).distinct().count() if in_range else 0
     target_bronze.unpersist()
 
     if in_range:
+        if unknown is not None:
+            entry.drop(UNKNOWN_LABEL, features.where(unknown).count())
+            features = features.where(~unknown)
+        # The landing file stays with the row: a source split picks test rows by it, and a
+        # prediction can be traced back to its file.
+        if SOURCE_FILE_COLUMN not in features.columns:  # a source's own column of that name wins
+            features = features.withColumn(SOURCE_FILE_COLUMN, F.col(SOURCE_FILE))
+        metadata = [c for c in features.columns if c.startswith("_")]
         predicate = f"{EVENT_DATE} >= '{first}' AND {EVENT_DATE} <= '{last}'"
-        overwrite_where(features, paths.features, predicate, partition_by=[EVENT_DATE])
+        overwrite_where(
+            features.drop(*metadata),
+            paths.features,
+            predicate,
+            partition_by=[EVENT_DATE],
+            merge_schema=True,  # a table written before rows kept their file gains the column
+        )
         crash_point("features.after_write")
         written = read_delta(spark, paths.features).where(
             (F.col(EVENT_DATE) >= F.lit(first)) & (F.col(EVENT_DATE) <= F.lit(last))
@@ -212,26 +256,40 @@ def _write_features(
     entry.reconcile()
 
 
-def _quarantine_untimed(
+def _quarantine(
     paths: PipelinePaths,
     spec: FeatureSpec,
     entry: LedgerEntry,
     untimed: DataFrame,
-    source: str,
+    unlabelled: DataFrame | None,
     run_date: dt.date,
 ) -> None:
-    """Replace the date's quarantined rows without an event time (a rerun never doubles them)."""
+    """Replace the date's quarantined feature rows (a rerun never doubles them): rows without an
+    event time, and rows whose label value is in neither declared list."""
     from pyspark.sql import functions as F
 
-    data = [c for c in untimed.columns if not c.startswith("_")]
-    records = untimed.select(
-        F.to_json(F.struct(*[F.col(f"`{c}`") for c in data])).alias("raw_record"),
-        F.col("_source_file").alias("source_file"),
-        F.lit(NULL_EVENT_TIME).alias("reason"),
-        F.lit(f"{spec.event_time} is empty: the row belongs to no event date").alias("detail"),
+    def records(rows: DataFrame, reason: str, detail: str) -> DataFrame:
+        data = [c for c in rows.columns if not c.startswith("_") and c not in (EVENT_DATE, LABEL)]
+        return rows.select(
+            F.to_json(F.struct(*[F.col(f"`{c}`") for c in data])).alias("raw_record"),
+            F.col("_source_file").alias("source_file"),
+            F.lit(reason).alias("reason"),
+            F.lit(detail).alias("detail"),
+        )
+
+    frame = records(
+        untimed, NULL_EVENT_TIME, f"{spec.time_column} is empty: the row belongs to no event date"
     )
+    if unlabelled is not None and spec.label is not None:
+        frame = frame.unionByName(
+            records(
+                unlabelled,
+                UNKNOWN_LABEL,
+                f"{spec.label.column} is neither a positive nor a negative label value",
+            )
+        )
     replace_date_quarantine(
-        records,
+        frame,
         paths.quarantine,
         pipeline=paths.pipeline,
         source="features",

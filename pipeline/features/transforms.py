@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipeline.config.stages import (
+    ROW_ID,
     DerivedFeature,
     EventLabel,
     LabelSpec,
@@ -115,6 +116,8 @@ def with_label(
 ) -> DataFrame:
     """Add the `label` column from a column, an expression or future events (see `event_label`)."""
     if label.column is not None:
+        if label.positive is not None:
+            return df.withColumn(LABEL, mapped_label(label))
         return df.withColumn(LABEL, F.col(label.column).cast("double"))
     if label.expr is not None:
         return df.withColumn(LABEL, F.expr(label.expr).cast("double"))
@@ -128,6 +131,37 @@ def with_label(
         entity=entity,
         event_time=event_time,
         observed_until=observed_until,
+    )
+
+
+def mapped_label(label: LabelSpec) -> Column:
+    """1.0 for a `positive` value, 0.0 for a `negative` one (for anything else without a
+    `negative` list), null for a missing value or, with a `negative` list, an unknown one."""
+    assert label.column is not None
+    assert label.positive is not None
+    value = F.trim(F.col(f"`{label.column}`").cast("string"))
+    negative = value.isin(label.negative) if label.negative is not None else F.lit(True)
+    return (
+        F.when(value.isNull(), F.lit(None).cast("double"))
+        .when(value.isin(label.positive), F.lit(1.0))
+        .when(negative, F.lit(0.0))
+        .otherwise(F.lit(None).cast("double"))
+    )
+
+
+def unknown_label(label: LabelSpec | None) -> Column | None:
+    """Rows whose label value is in neither declared list (None when every value maps)."""
+    if label is None or label.column is None or label.negative is None:
+        return None
+    assert label.positive is not None
+    value = F.trim(F.col(f"`{label.column}`").cast("string"))
+    return value.isNotNull() & ~value.isin(label.positive) & ~value.isin(label.negative)
+
+
+def with_row_id(df: DataFrame, *, source_file: str, source_row: str) -> DataFrame:
+    """Add `row_id`, "<file>:<record number>": the key of a row whose source declares none."""
+    return df.withColumn(
+        ROW_ID, F.concat_ws(":", F.col(source_file), F.col(source_row).cast("string"))
     )
 
 
@@ -180,5 +214,5 @@ def event_label(
 
 
 def with_event_date(df: DataFrame, event_time: str) -> DataFrame:
-    """Add the partition column `event_date` (UTC date of the event time)."""
+    """Add the partition column `event_date` (UTC date of the event time, or the date itself)."""
     return df.withColumn(EVENT_DATE, F.to_date(F.col(event_time)))

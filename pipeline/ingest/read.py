@@ -14,7 +14,9 @@ from pipeline.errors import RunError
 from pipeline.ingest.transforms import REASON, rejected_rows, validate_records
 from pipeline.io.quarantine import RECORD_DDL
 from pipeline.io.raw import (
+    BLOCK,
     CORRUPT,
+    POSITION,
     SOURCE_FILE,
     describe_error,
     file_exists,
@@ -101,6 +103,8 @@ def _read_plan(spark: SparkSession, source: SourceSpec, plan: ReadPlan) -> DataF
                 ],
                 F.col(CORRUPT),
                 F.col(SOURCE_FILE),
+                F.col(BLOCK),
+                F.col(POSITION),
             )
         )
     if not parts:

@@ -50,7 +50,7 @@ from pipeline.io.delta import (
 )
 from pipeline.io.lease import tables_lease
 from pipeline.io.quarantine import append_quarantine, quarantine_rows
-from pipeline.io.raw import list_files
+from pipeline.io.raw import SOURCE_ROW, list_files, record_numbers, with_record_numbers
 from pipeline.paths import PipelinePaths
 
 if TYPE_CHECKING:
@@ -130,8 +130,9 @@ def _ingest_source(
     validated, counts = validate(spark, source, plan)
     bronze_path = paths.bronze(name)
     if validated is not None:
+        numbers = record_numbers(spark, validated)
         bronze_df = with_lineage(
-            accepted_rows(validated, source.columns, plan.extras),
+            with_record_numbers(accepted_rows(validated, source.columns, plan.extras), numbers),
             run_id=entry.run_id,
             batch_id=batch.batch_id,
             run_date=entry.run_date,
@@ -141,7 +142,8 @@ def _ingest_source(
             bronze_path,
             app_id=app_id,
             version=batch.batch_id,
-            merge_schema=source.schema_evolution == "add",
+            # Bronze written before rows were numbered gains `_source_row` (older rows: null).
+            merge_schema=source.schema_evolution == "add" or _lacks_row_numbers(spark, bronze_path),
         )
     crash_point("ingest.after_bronze")
 
@@ -168,6 +170,13 @@ def _ingest_source(
         log_batch(spark, paths.ingest_log, name, batch, COMMITTED, entry.run_id, outcomes)
 
     return commit
+
+
+def _lacks_row_numbers(spark: SparkSession, bronze_path: str) -> bool:
+    return (
+        is_delta_table(spark, bronze_path)
+        and SOURCE_ROW not in read_delta(spark, bronze_path).columns
+    )
 
 
 def _batch(

@@ -27,7 +27,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipeline.config.sources import ColumnSpec
-from pipeline.io.raw import CORRUPT, SOURCE_FILE
+from pipeline.io.raw import BLOCK, CORRUPT, POSITION, SOURCE_FILE
 
 REASON, RULE, RAW_FIELDS = "_reason", "_rule", "_raw_fields"
 ROW_REASONS = (
@@ -191,6 +191,8 @@ def validate_records(
         *[typed_value(F.col(f"`{c.name}`"), c).alias(typed_names[c.name]) for c in columns],
         F.col(CORRUPT),
         F.col(SOURCE_FILE),
+        F.col(BLOCK),
+        F.col(POSITION),
     )
     rules = _rules(columns, extras, typed)
     # The number of the first rule the row breaks: a CASE over cheap conditions returning a small
@@ -208,6 +210,8 @@ def validate_records(
         *[typed(c).alias(c.name) for c in columns],
         *[F.col(f"`{n}`") for n in extras],
         F.col(SOURCE_FILE),
+        F.col(BLOCK),
+        F.col(POSITION),
         _reason_of(rule, rules).alias(REASON),
         rule,
         F.when(rule.isNotNull(), F.struct(*[F.col(f"`{n}`") for n in raw_names])).alias(RAW_FIELDS),
@@ -234,9 +238,10 @@ def _reason_of(rule: Column, rules: Sequence[tuple[Column, str, Column]]) -> Col
 def accepted_rows(
     validated_df: DataFrame, columns: Sequence[ColumnSpec], extras: Sequence[str] = ()
 ) -> DataFrame:
-    """The rows that passed every rule, with the declared (and evolved) columns and the source file."""
+    """The rows that passed every rule, with the declared (and evolved) columns, the source file
+    and the record's number in it."""
     return validated_df.where(F.col(REASON).isNull()).select(
-        *[c.name for c in columns], *[f"`{n}`" for n in extras], SOURCE_FILE
+        *[c.name for c in columns], *[f"`{n}`" for n in extras], SOURCE_FILE, BLOCK, POSITION
     )
 
 

@@ -83,10 +83,18 @@ def append_idempotent(
 
 
 def overwrite_where(
-    df: DataFrame, path: str, predicate: str, *, partition_by: list[str] | None = None
+    df: DataFrame,
+    path: str,
+    predicate: str,
+    *,
+    partition_by: list[str] | None = None,
+    merge_schema: bool = False,
 ) -> None:
-    """Atomically replace the rows matching `predicate` (e.g. one run date) with `df`."""
+    """Atomically replace the rows matching `predicate` (e.g. one run date) with `df`; with
+    `merge_schema`, columns `df` adds are added to the table (older rows: null)."""
     writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)

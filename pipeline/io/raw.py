@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 CORRUPT = "_corrupt_record"
 SOURCE_FILE = "_source_file"
+SOURCE_ROW = "_source_row"  # the record's number in its file, from 1 (header not counted)
+BLOCK, POSITION = "_block", "_position"  # where a record was read (see `positioned`)
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def read_strings(
     """Read files that share one column layout, every column as a string.
 
     Returns `file_columns` (strings), `_corrupt_record` (the raw line of a record the parser could
-    not split, else null) and `_source_file`.
+    not split, else null), `_source_file`, and `_block` and `_position` (see `positioned`).
     """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -142,10 +144,13 @@ def read_strings(
     if spec.format == "parquet":
         df = spark.read.parquet(*files)
         cols = [F.col(f"`{c}`").cast("string").alias(c) for c in file_columns]
-        return df.select(
-            *cols,
-            F.lit(None).cast("string").alias(CORRUPT),
-            F.col("_metadata.file_path").alias(SOURCE_FILE),
+        return positioned(
+            df.select(
+                *cols,
+                F.lit(None).cast("string").alias(CORRUPT),
+                F.col("_metadata.file_path").alias(SOURCE_FILE),
+                F.col("_metadata.file_block_start").alias(BLOCK),
+            )
         )
 
     schema = T.StructType(
@@ -166,7 +171,63 @@ def read_strings(
                 key, str(option).lower() if isinstance(option, bool) else str(option)
             )
         df = reader.json(list(files))
-    return df.select(*df.columns, F.col("_metadata.file_path").alias(SOURCE_FILE))
+    return positioned(
+        df.select(
+            *df.columns,
+            F.col("_metadata.file_path").alias(SOURCE_FILE),
+            F.col("_metadata.file_block_start").alias(BLOCK),
+        )
+    )
+
+
+def positioned(df: DataFrame) -> DataFrame:
+    """Add where each record sits: `_block` (the start of the file split it was read from) and
+    `_position` (its place in the partition's reading order); `record_numbers` turns the two into
+    the record's number in its file."""
+    from pyspark.sql import functions as F
+
+    return df.withColumn(POSITION, F.monotonically_increasing_id())
+
+
+def record_numbers(spark: SparkSession, every_record: DataFrame) -> DataFrame:
+    """A small table (`_source_file`, `_block`, `_base`): `_position + _base` is a record's number
+    in its file, from 1, for each record of `every_record` (cached, and holding every record the
+    files gave, good and bad, so the numbers are the files' own).
+
+    A file may be read as several splits, packed into partitions in any order; inside a split the
+    rows come in file order and a partition reads its splits one after the other, so a split's
+    records have consecutive positions. Counting each split's records (one small aggregation)
+    gives the records before it in its file. Nothing is sorted or shuffled by file, so one large
+    file is numbered by as many tasks as it has splits; and the numbers depend on the file's
+    content alone, not on how Spark cut it.
+    """
+    from pyspark.sql import functions as F
+
+    splits = (
+        every_record.groupBy(SOURCE_FILE, BLOCK)
+        .agg(F.min(POSITION).alias("first"), F.count(F.lit(1)).alias("n"))
+        .collect()
+    )
+    by_file: dict[str, list[tuple[int, int, int]]] = {}
+    for r in splits:
+        by_file.setdefault(r[SOURCE_FILE], []).append((int(r[BLOCK]), int(r["first"]), int(r["n"])))
+    bases = []
+    for path, parts in by_file.items():
+        before = 0
+        for block, first, n in sorted(parts):
+            bases.append((path, block, before + 1 - first))
+            before += n
+    return spark.createDataFrame(bases, f"{SOURCE_FILE} STRING, {BLOCK} BIGINT, _base BIGINT")
+
+
+def with_record_numbers(rows: DataFrame, numbers: DataFrame) -> DataFrame:
+    """`rows` (with `_block` and `_position`) with `_source_row` in place of the two."""
+    from pyspark.sql import functions as F
+
+    joined = rows.join(F.broadcast(numbers), [SOURCE_FILE, BLOCK], "left")
+    return joined.withColumn(SOURCE_ROW, F.col(POSITION) + F.col("_base")).drop(
+        BLOCK, POSITION, "_base"
+    )
 
 
 def describe_error(exc: BaseException) -> str:

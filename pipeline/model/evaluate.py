@@ -44,17 +44,26 @@ def score_column(df: DataFrame) -> Column:
     return F.lit(1.0) / (F.lit(1.0) + F.exp(-vector_to_array(F.col("rawPrediction"))[1]))
 
 
-def score_histogram(pred_df: DataFrame) -> Histogram:
-    """Summary step: the score histogram of predictions (one small aggregation)."""
+def _weight(weight: str | None) -> Column:
     from pyspark.sql import functions as F
 
+    return F.col(weight).cast("double") if weight else F.lit(1.0)
+
+
+def score_histogram(pred_df: DataFrame, weight: str | None = None) -> Histogram:
+    """Summary step: the score histogram of predictions (one small aggregation); with `weight`,
+    each row counts as its sample weight."""
+    from pyspark.sql import functions as F
+
+    w = _weight(weight)
     rows = (
         pred_df.select(
             F.least(F.floor(score_column(pred_df) * BINS), F.lit(BINS)).cast("int").alias("b"),
-            F.col(LABEL),
+            (F.col(LABEL) * w).alias("_pos"),
+            w.alias("_n"),
         )
         .groupBy("b")
-        .agg(F.sum(LABEL).alias("pos"), F.count(F.lit(1)).alias("n"))
+        .agg(F.sum("_pos").alias("pos"), F.sum("_n").alias("n"))
         .collect()
     )
     pos, tot = [0.0] * (BINS + 1), [0.0] * (BINS + 1)
@@ -92,22 +101,24 @@ def choose_threshold(
     return best_t
 
 
-def binary_metrics(pred_df: DataFrame, threshold: float) -> tuple[dict[str, float], Histogram]:
-    """Test metrics of a binary classifier on the whole set, and its score histogram."""
-    from pyspark.ml.evaluation import BinaryClassificationEvaluator
+def binary_metrics(
+    pred_df: DataFrame, threshold: float, weight: str | None = None
+) -> tuple[dict[str, float], Histogram]:
+    """Test metrics of a binary classifier on the whole set, and its score histogram; with
+    `weight`, each row counts as its sample weight (the counts are sums of weights)."""
     from pyspark.sql import functions as F
 
-    roc = BinaryClassificationEvaluator(labelCol=LABEL, metricName="areaUnderROC").evaluate(pred_df)
-    pr = BinaryClassificationEvaluator(labelCol=LABEL, metricName="areaUnderPR").evaluate(pred_df)
+    roc = _binary_evaluator("areaUnderROC", weight).evaluate(pred_df)
+    pr = _binary_evaluator("areaUnderPR", weight).evaluate(pred_df)
     p = F.least(F.greatest(score_column(pred_df), F.lit(1e-15)), F.lit(1 - 1e-15))
     predicted = (score_column(pred_df) >= F.lit(threshold)).cast("double")
-    y = F.col(LABEL)
+    y, w = F.col(LABEL), _weight(weight)
     agg = pred_df.select(
-        F.sum(predicted * y).alias("tp"),
-        F.sum(predicted * (1 - y)).alias("fp"),
-        F.sum((1 - predicted) * (1 - y)).alias("tn"),
-        F.sum((1 - predicted) * y).alias("fn"),
-        F.avg(-(y * F.log(p) + (1 - y) * F.log(1 - p))).alias("log_loss"),
+        F.sum(w * predicted * y).alias("tp"),
+        F.sum(w * predicted * (1 - y)).alias("fp"),
+        F.sum(w * (1 - predicted) * (1 - y)).alias("tn"),
+        F.sum(w * (1 - predicted) * y).alias("fn"),
+        (F.sum(w * -(y * F.log(p) + (1 - y) * F.log(1 - p))) / F.sum(w)).alias("log_loss"),
     ).first()
     assert agg is not None
     tp, fp, tn, fn = (float(agg[k] or 0.0) for k in ("tp", "fp", "tn", "fn"))
@@ -127,33 +138,42 @@ def binary_metrics(pred_df: DataFrame, threshold: float) -> tuple[dict[str, floa
         "tn": tn,
         "fn": fn,
     }
-    return metrics, score_histogram(pred_df)
+    return metrics, score_histogram(pred_df, weight)
 
 
-def regression_metrics(pred_df: DataFrame) -> dict[str, float]:
-    """RMSE, MAE and R² on the whole set."""
+def _binary_evaluator(metric: str, weight: str | None) -> Any:
+    from pyspark.ml.evaluation import BinaryClassificationEvaluator
+
+    name: Any = metric  # validated by the configuration's Literal; the stubs want their own
+    evaluator = BinaryClassificationEvaluator(labelCol=LABEL, metricName=name)
+    return evaluator.setWeightCol(weight) if weight else evaluator
+
+
+def _regression_evaluator(metric: str, weight: str | None) -> Any:
     from pyspark.ml.evaluation import RegressionEvaluator
 
+    name: Any = metric
+    evaluator = RegressionEvaluator(labelCol=LABEL, metricName=name)
+    return evaluator.setWeightCol(weight) if weight else evaluator
+
+
+def regression_metrics(pred_df: DataFrame, weight: str | None = None) -> dict[str, float]:
+    """RMSE, MAE and R² on the whole set (weighted by `weight` when given)."""
     return {
-        m: RegressionEvaluator(labelCol=LABEL, metricName=m).evaluate(pred_df)
-        for m in ("rmse", "mae", "r2")
+        m: float(_regression_evaluator(m, weight).evaluate(pred_df)) for m in ("rmse", "mae", "r2")
     }
 
 
-def selection_metric(pred_df: DataFrame, metric: str) -> float:
-    """The cross-validation metric of one fold's predictions."""
-    from pyspark.ml.evaluation import (
-        BinaryClassificationEvaluator,
-        MulticlassClassificationEvaluator,
-        RegressionEvaluator,
-    )
+def selection_metric(pred_df: DataFrame, metric: str, weight: str | None = None) -> float:
+    """The cross-validation metric of one fold's predictions (weighted by `weight` when given)."""
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 
-    name: Any = metric  # validated by the configuration's Literal; the stubs want their own
     if metric in ("areaUnderPR", "areaUnderROC"):
-        return float(
-            BinaryClassificationEvaluator(labelCol=LABEL, metricName=name).evaluate(pred_df)
-        )
+        return float(_binary_evaluator(metric, weight).evaluate(pred_df))
     if metric in ("f1", "accuracy"):
+        name: Any = metric
         evaluator = MulticlassClassificationEvaluator(labelCol=LABEL, metricName=name)
+        if weight:
+            evaluator = evaluator.setWeightCol(weight)
         return float(evaluator.evaluate(pred_df))
-    return float(RegressionEvaluator(labelCol=LABEL, metricName=name).evaluate(pred_df))
+    return float(_regression_evaluator(metric, weight).evaluate(pred_df))

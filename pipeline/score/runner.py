@@ -22,6 +22,7 @@ from pipeline.io.delta import read_delta, table_version
 from pipeline.io.lease import tables_lease
 from pipeline.io.quarantine import replace_date_quarantine
 from pipeline.model.compiled import COMPILED, SCORING_TAG, model_scores
+from pipeline.model.inputs import resolve_inputs
 from pipeline.names import EVENT_DATE, RUN_DATE
 from pipeline.paths import PipelinePaths
 from pipeline.score.observe import assess_supervised, log_monitoring
@@ -81,18 +82,19 @@ def _score(
     from pyspark.sql import functions as F
 
     spec = config.require_pipeline()
-    features, model_spec = spec.require_features(), spec.require_model()
+    features = spec.require_features()
     champ, features_version = champion_and_features(spark, spec, paths)
     rows = read_delta(spark, paths.features, features_version).where(
         F.col(EVENT_DATE) == F.lit(run_date)
     )
+    model_spec = resolve_inputs(spec, rows.schema)
     inputs = list(model_spec.numeric) + list(model_spec.categorical)
     missing = [c for c in inputs if c not in rows.columns]
     if missing:
         raise RunError(f"the feature table lacks the model's input column(s): {', '.join(missing)}")
-    keys = list(spec.score.keys or features.key)
+    keys = list(spec.score.keys or features.key_columns)
     for extra in (features.entity, features.event_time):
-        if extra not in keys:
+        if extra is not None and extra not in keys:
             keys.append(extra)
 
     rows = rows.persist()

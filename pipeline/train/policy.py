@@ -7,15 +7,18 @@ and seed give the same split on a laptop and on a cluster. Nothing here fits a m
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pipeline.config.stages import RebalanceSpec, SplitSpec
+from pipeline.errors import RunError
 from pipeline.model import sampling
-from pipeline.names import EVENT_DATE, LABEL
+from pipeline.names import EVENT_DATE, LABEL, SOURCE_FILE
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 
 def labelled_window(features_df: DataFrame, window: tuple[dt.date, dt.date]) -> DataFrame:
@@ -32,7 +35,7 @@ def time_cutoff(df: DataFrame, event_time: str, test_fraction: float) -> dt.date
     """The event time before which `1 - test_fraction` of the rows fall (the time split's cut)."""
     from pyspark.sql import functions as F
 
-    [cut] = df.select(F.unix_micros(F.col(event_time)).alias("t")).approxQuantile(
+    [cut] = df.select(F.unix_micros(F.col(event_time).cast("timestamp")).alias("t")).approxQuantile(
         "t", [1.0 - test_fraction], 0.0
     )
     return dt.datetime.fromtimestamp(cut / 1e6, tz=dt.timezone.utc).replace(tzinfo=None)
@@ -52,6 +55,9 @@ def split_train_test(
     if spec.kind == "time":
         cutoff = time_cutoff(data, event_time, spec.test_fraction)
         train, test = sampling.split_by_time(data, time_col=event_time, cutoff=cutoff)
+    elif spec.kind in ("source", "column"):
+        chosen = given_test_rows(spec)
+        train, test = data.where(~chosen), data.where(chosen)
     elif spec.kind == "stratified" and stratify:
         train, test = sampling.split_stratified(
             data, key=key, test_fraction=spec.test_fraction, seed=spec.seed
@@ -61,6 +67,44 @@ def split_train_test(
             data, key=key, test_fraction=spec.test_fraction, seed=spec.seed
         )
     return sampling.spread(train, key, cores), sampling.spread(test, key, cores)
+
+
+def given_test_rows(spec: SplitSpec) -> Column:
+    """The rows a `source` or `column` split makes the test set."""
+    from pyspark.sql import functions as F
+
+    assert spec.test is not None
+    if spec.kind == "column":
+        assert spec.column is not None
+        return F.coalesce(F.col(spec.column).cast("string").isin(spec.test), F.lit(False))
+    path = F.col(SOURCE_FILE)
+    name = F.regexp_extract(path, r"[^/]*$", 0)
+    matches = [
+        path.rlike(f"(^|/){_glob_regex(g)}") if "/" in g else name.rlike(f"^{_glob_regex(g)}")
+        for g in spec.test
+    ]
+    return F.coalesce(functools.reduce(lambda a, b: a | b, matches), F.lit(False))
+
+
+def _glob_regex(glob: str) -> str:
+    """A shell glob as a Java regular expression anchored at its end (`*`, `?`, `[...]`)."""
+    return fnmatch.translate(glob)  # (?s:...)\Z: Java reads both
+
+
+def check_given_split(spec: SplitSpec, train_rows: int, test_rows: int) -> None:
+    """A given split must leave rows on both sides: say which `test` matched nothing or all."""
+    if spec.kind not in ("source", "column"):
+        return
+    what = "file" if spec.kind == "source" else f"{spec.column} value"
+    listed = ", ".join(spec.test or [])
+    if test_rows == 0:
+        raise RunError(
+            f"train.split.test ({listed}) matches no {what} of the labelled rows in the window"
+        )
+    if train_rows == 0:
+        raise RunError(
+            f"train.split.test ({listed}) matches every row: nothing is left to train on"
+        )
 
 
 def assign_folds(

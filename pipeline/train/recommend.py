@@ -63,10 +63,13 @@ class RecommendTask:
 
 def split_events(task: RecommendTask, events: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Train/test interaction events: by time, or by whole (user, item) pairs."""
-    r, s, event_time = task.recommend, task.train.split, task.features.event_time
+    r, s, event_time = task.recommend, task.train.split, task.features.table_time_column
     if s.kind == "time":
         cutoff = policy.time_cutoff(events, event_time, s.test_fraction)
         return sampling.split_by_time(events, time_col=event_time, cutoff=cutoff)
+    if s.kind in ("source", "column"):
+        chosen = policy.given_test_rows(s)
+        return events.where(~chosen), events.where(chosen)
     return sampling.split_random(
         events, key=[r.user, r.item], test_fraction=s.test_fraction, seed=s.seed
     )
@@ -167,6 +170,7 @@ def _count_pairs(
     rows = {"train": train.count(), "test": test.count(), "test_relevant": relevant.count()}
     rows["train_users"] = train.select(r.user).distinct().count()
     rows["test_users_evaluated"] = relevant.select(r.user).distinct().count()
+    policy.check_given_split(task.train.split, rows["train"], rows["test"])
     if rows["train"] == 0 or rows["test_relevant"] == 0:
         raise RunError(
             f"not enough interactions to train (train pairs {rows['train']}, test pairs of known "

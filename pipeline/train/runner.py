@@ -74,6 +74,8 @@ def run_train(
         window = spec.nightly.training_window(run_date)
         data = policy.labelled_window(read_delta(spark, paths.features, features_version), window)
         evaluation: Evaluation
+        if isinstance(task, SupervisedTask):
+            task = task.with_inputs(spec, data.schema)
         if isinstance(task, RecommendTask):
             evaluation = evaluate_recommender(task, data, lap=lap)
         else:

@@ -3,6 +3,7 @@ held-out test set, and say how the gate measures a model."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from pipeline.model.evaluate import (
     selection_metric,
 )
 from pipeline.model.histogram import Histogram
+from pipeline.model.inputs import resolve_inputs
 from pipeline.model.preprocess import FEATURES, build_preprocessing, choose_pca_k, feature_names
 from pipeline.model.registry import GateInputs
 from pipeline.names import LABEL
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
 
 
 @dataclass(frozen=True)
@@ -61,16 +64,25 @@ class SupervisedTask:
             lookback_days=spec.nightly.train_lookback_days,
         )
 
+    def with_inputs(self, spec: PipelineSpec, schema: StructType) -> SupervisedTask:
+        """The task with its model inputs listed (found in the feature table when the YAML lists
+        none, see `pipeline.model.inputs`)."""
+        weight = self.train.weight_column
+        if weight is not None and weight not in schema.fieldNames():
+            raise RunError(f"train.weight_column: the feature table has no column '{weight}'")
+        return dataclasses.replace(self, model=resolve_inputs(spec, schema))
+
     def split(self, data: DataFrame, cores: int) -> tuple[DataFrame, DataFrame]:
         """Train/test as configured."""
-        return policy.split_train_test(
+        train, test = policy.split_train_test(
             data,
             self.train.split,
-            key=self.features.key,
-            event_time=self.features.event_time,
+            key=self.features.key_columns,
+            event_time=self.features.table_time_column,
             stratify=self.classification,
             cores=cores,
         )
+        return train, test
 
     def folds(self, train: DataFrame, cores: int) -> DataFrame:
         """The training rows with their fold."""
@@ -79,17 +91,27 @@ class SupervisedTask:
             time_split=self.train.split.kind == "time",
             folds=self.train.folds,
             seed=self.train.seed,
-            key=self.features.key,
-            event_time=self.features.event_time,
+            key=self.features.key_columns,
+            event_time=self.features.table_time_column,
             stratify=self.classification,
             cores=cores,
         )
 
     def rebalance(self, df: DataFrame, *, seed: int) -> tuple[DataFrame, str | None]:
-        """Class rebalancing of training rows (classification only)."""
+        """Class rebalancing of training rows (classification only) and the column of training
+        weights: the class weight, the sample weight (`train.weight_column`), or their product."""
+        from pyspark.sql import functions as F
+
+        sample = self.train.weight_column
         if not self.classification:
-            return df, None
-        return policy.rebalance(df, self.train.rebalance, key=self.features.key, seed=seed)
+            return df, sample
+        out, weight = policy.rebalance(
+            df, self.train.rebalance, key=self.features.key_columns, seed=seed
+        )
+        if sample is None or weight is None:
+            return out, weight or sample
+        # Class weights and sample weights together: each row weighs both.
+        return out.withColumn(weight, F.col(weight) * F.col(sample)), weight
 
 
 def supervised_preparer(
@@ -104,14 +126,15 @@ def supervised_preparer(
 
     def prepare(fold: int, fraction: float) -> PreparedFold:
         fold_train, fold_valid = policy.fold_rows(
-            folded, fold, fraction, key=task.features.key, seed=tspec.seed
+            folded, fold, fraction, key=task.features.key_columns, seed=tspec.seed
         )
         fold_train, weight_col = task.rebalance(fold_train, seed=tspec.seed + fold)
         stages = build_preprocessing(task.model, classification=task.classification, pca_k=pca_k)
         prep = Pipeline(stages=stages).fit(fold_train)
         keep = [FEATURES, LABEL] + ([weight_col] if weight_col else [])
         tr = prep.transform(fold_train).select(*keep).persist()
-        va = prep.transform(fold_valid).select(FEATURES, LABEL).persist()
+        sample = [task.train.weight_column] if task.train.weight_column else []
+        va = prep.transform(fold_valid).select(FEATURES, LABEL, *sample).persist()
 
         def evaluate(result: GridResult) -> tuple[float, Histogram | None]:
             estimator = make_estimator(
@@ -121,8 +144,10 @@ def supervised_preparer(
                 weight_col=weight_col,
             )
             predictions = estimator.fit(tr).transform(va)
-            metric = selection_metric(predictions, tspec.metric)
-            return metric, score_histogram(predictions) if task.classification else None
+            weight = tspec.weight_column
+            metric = selection_metric(predictions, tspec.metric, weight)
+            hist = score_histogram(predictions, weight) if task.classification else None
+            return metric, hist
 
         def release() -> None:
             tr.unpersist()
@@ -188,6 +213,18 @@ def evaluate_supervised(
 
 def _count_rows(task: SupervisedTask, train: DataFrame, test: DataFrame) -> dict[str, int]:
     rows = {"train": train.count(), "test": test.count()}
+    policy.check_given_split(task.train.split, rows["train"], rows["test"])
+    weight = task.train.weight_column
+    if weight is not None:
+        from pyspark.sql import functions as F
+
+        bad = F.col(weight).isNull() | (F.col(weight).cast("double") < 0)
+        invalid = train.where(bad).count() + test.where(bad).count()
+        if invalid:
+            raise RunError(
+                f"train.weight_column '{weight}': {invalid} labelled row(s) have no weight or a "
+                "negative one"
+            )
     if rows["train"] == 0 or rows["test"] == 0:
         raise RunError(
             f"not enough labelled rows to train (train {rows['train']}, test {rows['test']}) "
@@ -216,6 +253,7 @@ def _test(
 ) -> Evaluation:
     """The chosen model measured once on the held-out test set; the gate's measures."""
     tspec = task.train
+    weight = tspec.weight_column  # sample weights: each test row counts as its weight
     threshold: float | None = None
     test_hist: Histogram | None = None
     test_pred = final.transform(test)
@@ -227,26 +265,26 @@ def _test(
             min_precision=tspec.threshold.min_precision,
             fixed=tspec.threshold.value,
         )
-        test_metrics, test_hist = binary_metrics(test_pred, threshold)
+        test_metrics, test_hist = binary_metrics(test_pred, threshold, weight)
     else:
-        test_metrics = regression_metrics(test_pred)
-    train_metric = selection_metric(final.transform(train), tspec.metric)
+        test_metrics = regression_metrics(test_pred, weight)
+    train_metric = selection_metric(final.transform(train), tspec.metric, weight)
     # Only measured again when the test metrics lack it (a `.get` default would always run it).
     test_metric = (
         test_metrics[tspec.metric]
         if tspec.metric in test_metrics
-        else selection_metric(test_pred, tspec.metric)
+        else selection_metric(test_pred, tspec.metric, weight)
     )
     gate_metric = tspec.gate.metric or tspec.metric
 
     def score(model: PipelineModel) -> float:
-        return selection_metric(model.transform(test), gate_metric)
+        return selection_metric(model.transform(test), gate_metric, weight)
 
     def gains(challenger: PipelineModel, champion: PipelineModel) -> list[float]:
         return bootstrap.supervised_gains(
             challenger.transform(test),
             champion.transform(test),
-            key=list(task.features.key),
+            key=task.features.key_columns,
             metric=gate_metric,
             replicates=tspec.gate.bootstrap,
             seed=tspec.seed,
