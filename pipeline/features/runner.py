@@ -139,16 +139,10 @@ def _with_row_ids(bronze: DataFrame, bronze_path: str) -> DataFrame:
     """Bronze with `row_id` (file and record number), the key of a source that declares none."""
     from pyspark.sql import functions as F
 
-    if SOURCE_ROW not in bronze.columns:
+    numbered = SOURCE_ROW in bronze.columns
+    if not numbered or bronze.where(F.col(SOURCE_ROW).isNull()).limit(1).count():
         raise RunError(
-            f"the rows in {bronze_path} carry no record numbers (ingested by an older version), "
-            "and features.key is not set: set features.key, or ingest the files again into a new "
-            "tables folder"
-        )
-    unnumbered = bronze.where(F.col(SOURCE_ROW).isNull()).limit(1).count()
-    if unnumbered:
-        raise RunError(
-            f"some rows in {bronze_path} carry no record number (ingested by an older version), "
+            f"rows in {bronze_path} carry no record number (ingested by an older version), "
             "and features.key is not set: set features.key, or ingest the files again into a new "
             "tables folder"
         )

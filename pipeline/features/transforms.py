@@ -137,9 +137,8 @@ def with_label(
 def mapped_label(label: LabelSpec) -> Column:
     """1.0 for a `positive` value, 0.0 for a `negative` one (for anything else without a
     `negative` list), null for a missing value or, with a `negative` list, an unknown one."""
-    assert label.column is not None
     assert label.positive is not None
-    value = F.trim(F.col(f"`{label.column}`").cast("string"))
+    value = _label_value(label)
     negative = value.isin(label.negative) if label.negative is not None else F.lit(True)
     return (
         F.when(value.isNull(), F.lit(None).cast("double"))
@@ -149,12 +148,18 @@ def mapped_label(label: LabelSpec) -> Column:
     )
 
 
+def _label_value(label: LabelSpec) -> Column:
+    """The label column's value as the declared lists compare it: text, trimmed."""
+    assert label.column is not None
+    return F.trim(F.col(f"`{label.column}`").cast("string"))
+
+
 def unknown_label(label: LabelSpec | None) -> Column | None:
     """Rows whose label value is in neither declared list (None when every value maps)."""
     if label is None or label.column is None or label.negative is None:
         return None
     assert label.positive is not None
-    value = F.trim(F.col(f"`{label.column}`").cast("string"))
+    value = _label_value(label)
     return value.isNotNull() & ~value.isin(label.positive) & ~value.isin(label.negative)
 
 
