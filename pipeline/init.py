@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.draft import SAMPLE_ROWS, Choices, Draft, draft_from_lines, draft_from_records
+from pipeline.redact import uri_password
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -79,6 +80,12 @@ def draft_pipeline(
     The source's `path` is the folder, so the other files there (a separate test file) are
     ingested too, and the draft reads the first lines of each of them (up to `MAX_FILES`).
     """
+    if uri_password(uri) is not None:
+        # The URI becomes the source's `path` in a file: a credential must not be written there.
+        raise ValueError(
+            "--from carries a password: give the URI without it and the credentials through "
+            "the environment (docs/CLUSTER.md)"
+        )
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"pipeline name '{name}' must be an identifier (letters, digits, _)")
     choices = Choices(label=label, positive=tuple(positive), test=test, weight=weight)

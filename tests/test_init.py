@@ -103,6 +103,17 @@ def test_init_refuses_to_overwrite_and_names_an_unknown_label(tmp_path: Path) ->
     assert main(args) == EXIT_OK
     assert main(args) == EXIT_USAGE  # exists: --force to replace
     assert main([*args, "--force"]) == EXIT_OK
+    # A credential in the URI would be written into the YAML: refused, nothing written.
+    secret = [
+        "init",
+        "leaky",
+        "--from",
+        "s3a://reader:hunter2@bucket/adult/",
+        "--conf-dir",
+        str(conf),
+    ]
+    assert main(secret) == EXIT_USAGE
+    assert not (conf / "base" / "pipelines" / "leaky.yml").exists()
 
 
 def test_a_drafted_pipeline_runs_from_ingest_to_predictions_without_edits(
