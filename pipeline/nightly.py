@@ -28,7 +28,7 @@ from pipeline.model.registry import champion_version
 from pipeline.paths import PipelinePaths
 from pipeline.score.runner import run_score
 from pipeline.tracking import configure_mlflow
-from pipeline.train.runner import TrainResult, run_train
+from pipeline.train.runner import TrainResult, record_unrecorded_promotion, run_train
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -278,6 +278,8 @@ def _night(
                 run_features(spark, config, run_date=run_date, run_id=run_id).summary()
             )
         elif stage == "train":
+            if recorded := record_unrecorded_promotion(spark, config):
+                result.messages.append(f"train ledger row of run {recorded.run_id} written")
             due, why = retrain_due(spark, config, run_date)
             if not due:
                 result.stages[stage] = f"not due ({why})"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -165,8 +166,17 @@ def test_a_drafted_pipeline_runs_from_ingest_to_predictions_without_edits(
     assert result.summary.test["areaUnderROC"] > 0.75
     score = run_score(spark, cfg, run_date=RUN_DATE, run_id="score")
     assert score.rows_accepted == 900
+    # Every record of both files scored once, known by its file and record number.
     predictions = read_delta(spark, paths.predictions)
-    assert predictions.where(F.col("row_id").endswith("adult.test:300")).count() == 1
+    got = predictions.select(F.regexp_extract("row_id", r"[^/]*$", 0).alias("row_id"))
+    want = spark.createDataFrame(
+        [(f"adult.data:{i}",) for i in range(1, 601)]
+        + [(f"adult.test:{i}",) for i in range(1, 301)],
+        "row_id STRING",
+    )
+    assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+    # Both classes predicted: the drafted model learnt from the drafted inputs.
+    assert {r[0] for r in predictions.select("predicted_label").distinct().collect()} == {0, 1}
     # Nothing was edited between init and the run.
     assert (conf / "base" / "pipelines" / "census.yml").read_text() == drafted
     assert textwrap.dedent(drafted).startswith("# Drafted by `mlpipe init`")

@@ -17,8 +17,10 @@ from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from pipeline.config import AppConfig
+from pipeline.io.audit import read_audit
 from pipeline.io.delta import read_delta
 from pipeline.model import bootstrap
 from pipeline.model.evaluate import score_histogram, selection_metric
@@ -36,7 +38,7 @@ from pipeline.paths import PipelinePaths
 from pipeline.session import parallelism
 from pipeline.tracking import configure_mlflow, ensure_experiment
 from pipeline.train import policy
-from pipeline.train.runner import TrainResult, run_train
+from pipeline.train.runner import TrainResult, record_unrecorded_promotion, run_train
 from pipeline.train.search import GridResult, pick_winner, search_candidates
 from pipeline.train.supervised import SupervisedTask, fit_final, supervised_preparer
 from tests.helpers import make_config
@@ -388,6 +390,38 @@ def test_bootstrap_gate_promotes_a_clear_gain_and_refuses_noise(
     assert str(MlflowClient().get_model_version_by_alias("boot-unsure", CHAMPION).version) == "1"
 
 
+def test_bootstrap_gains_with_sample_weights_spread_around_the_weighted_gain(
+    spark: SparkSession,
+) -> None:
+    """Heavy rows (weight 9) favour the challenger, light ones the champion: weighted, the
+    challenger's accuracy gain is +0.35 (0.90 vs 0.55); counted row by row it is -0.25."""
+    rows = []
+    for i in range(400):
+        y = float(i % 2)
+        heavy = i < 200
+        challenger = y if heavy else 1.0 - y
+        champion = y if (not heavy or i < 100) else 1.0 - y
+        rows.append((i, y, 9.0 if heavy else 1.0, challenger, champion))
+    df = spark.createDataFrame(rows, f"id INT, {LABEL} DOUBLE, w DOUBLE, a DOUBLE, b DOUBLE")
+
+    def gains(weight: str | None) -> list[float]:
+        return bootstrap.supervised_gains(
+            df.withColumnRenamed("a", "prediction"),
+            df.withColumnRenamed("b", "prediction"),
+            key=["id"],
+            metric="accuracy",
+            replicates=40,
+            seed=3,
+            weight=weight,
+        )
+
+    weighted, unweighted = gains("w"), gains(None)
+    assert len(weighted) == 40
+    assert abs(sum(weighted) / 40 - 0.35) < 0.03
+    assert min(weighted) > 0.25
+    assert abs(sum(unweighted) / 40 + 0.25) < 0.03
+
+
 def test_histogram_areas_match_mllib_within_bin_resolution(
     spark: SparkSession, trained: Trained
 ) -> None:
@@ -429,3 +463,33 @@ def test_the_gate_fails_the_run_when_the_registry_cannot_be_read(
     monkeypatch.undo()
     champion = MlflowClient().get_model_version_by_alias("sel-model", CHAMPION)
     assert str(champion.version) == trained.first.model_version
+
+
+def test_a_champion_whose_run_stopped_before_its_ledger_row_gets_that_row_once(
+    spark: SparkSession, trained: Trained
+) -> None:
+    """Killed between the alias move and the ledger row, a training run leaves a champion and no
+    row; the next run under the lease writes the row the version carries, and only once."""
+    from delta.tables import DeltaTable
+
+    cfg = trained.cfg
+    audit = PipelinePaths.of(cfg).audit
+    champion = MlflowClient().get_model_version_by_alias("sel-model", CHAMPION)
+    promoted_by = next(
+        r for r in (trained.first, trained.second) if r.model_version == str(champion.version)
+    )
+    run_id = "train-1" if promoted_by is trained.first else "train-2"
+    volatile = ("finished_at", "duration_s")
+    mine = F.col("run_id") == run_id
+    before = read_audit(spark, audit).where(mine).drop(*volatile)
+    written = before.collect()
+    assert [r["status"] for r in written] == ["succeeded"], written
+
+    DeltaTable.forPath(spark, audit).delete(mine)  # the state such a kill leaves
+    recorded = record_unrecorded_promotion(spark, cfg)
+
+    assert recorded is not None
+    assert recorded.run_id == run_id
+    assertDataFrameEqual(read_audit(spark, audit).where(mine).drop(*volatile), written)
+    assert record_unrecorded_promotion(spark, cfg) is None
+    assert read_audit(spark, audit).where(mine).count() == 1

@@ -253,3 +253,93 @@ def test_the_census_yaml_loads_without_key_entity_or_event_time(tmp_path: Path) 
         None,
     )
     assert spec.require_train().split.test == ["adult.test"]
+
+
+def _with_test_source(spec: str, columns: str = "*columns") -> str:
+    """The census spec with the official test file as a source of its own, named by the split."""
+    spec = spec.replace("    columns:\n", "    columns: &columns\n", 1)
+    holdout = (
+        "  adult_test:\n"
+        "    format: csv\n"
+        '    options: {header: false, nullValue: "?", ignoreLeadingWhiteSpace: true}\n'
+        f"    columns: {columns}\n"
+        "features:\n"
+    )
+    spec = spec.replace("features:\n", holdout, 1)
+    return spec.replace('test: "adult.test"', "test: adult_test")
+
+
+def test_a_source_named_by_the_split_brings_the_test_rows_from_its_own_folder(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    cfg = make_config(
+        tmp_path,
+        _with_test_source(CENSUS),
+        name="census",
+        overrides=[
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            f"mlflow.artifact_location={tmp_path}/artifacts",
+            f"storage.reports={tmp_path}/reports",
+        ],
+    )
+    paths = PipelinePaths.of(cfg)
+    rng = random.Random(7)
+    lines = {"adult": census_lines(rng, 400, period=False)}
+    lines["adult_test"] = census_lines(rng, 200, period=True)
+    for source, name in (("adult", "adult.data"), ("adult_test", "adult.test")):
+        folder = Path(paths.source_path(source).removeprefix("file://"))
+        folder.mkdir(parents=True)
+        (folder / name).write_text("\n".join(lines[source]) + "\n")
+    configure_mlflow(cfg.mlflow)
+
+    ingested = run_ingest(spark, cfg, run_date=RUN_DATE, run_id="in")
+    assert sorted((e.source, e.rows_accepted) for e in ingested) == [
+        ("adult", 400),
+        ("adult_test", 200),
+    ]
+    features = run_features(spark, cfg, run_date=RUN_DATE, run_id="feat")
+    assert (features.rows_read, features.rows_accepted) == (600, 600)
+    assert set(features.table_versions) == {"bronze", "bronze.adult_test", "features"}
+    # Each feature row is known by its own folder's file.
+    table = read_delta(spark, paths.features)
+    got = table.select(F.regexp_extract("row_id", r"[^/]*/[^/]*$", 0).alias("row_id"))
+    want = spark.createDataFrame(
+        [
+            (f"{source}/{name}:{i}",)
+            for source, name in (("adult", "adult.data"), ("adult_test", "adult.test"))
+            for i in range(1, len(lines[source]) + 1)
+        ],
+        "row_id STRING",
+    )
+    assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+
+    result = run_train(spark, cfg, run_date=RUN_DATE, run_id="train")
+    assert (result.summary.rows["train"], result.summary.rows["test"]) == (400, 200)
+    # The test metric is the champion's on exactly the test source's rows.
+    champion = current_champion(result.model_name)
+    test_rows = table.where(F.col("source_file").contains("/adult_test/"))
+    predicted = champion.model.transform(test_rows)
+    auc = BinaryClassificationEvaluator(labelCol=LABEL, weightCol="fnlwgt").evaluate(predicted)
+    assert result.summary.test["areaUnderROC"] == pytest.approx(auc, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("spec", "phrase"),
+    [
+        (
+            _with_test_source(CENSUS).replace("test: adult_test", "test: adult"),
+            "'adult' is the source the features come from",
+        ),
+        (
+            _with_test_source(CENSUS, "[{name: age, type: int}, {name: income, type: int}]"),
+            "must declare the columns of 'adult' (same names and types); they differ in",
+        ),
+    ],
+)
+def test_a_test_source_is_another_source_with_the_same_columns(
+    tmp_path: Path, spec: str, phrase: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_config(tmp_path, spec, name="census")
+    assert err.value.key == "pipeline.train.split.test"
+    assert phrase in str(err.value)

@@ -147,7 +147,37 @@ class PipelineSpec(Frozen):
             raise ValueError("a train section needs a features section")
         if self.train is not None:
             self._check_task(self.train)
+            self._check_test_sources()
         return self
+
+    def _check_test_sources(self) -> None:
+        # A source split may name declared sources: their rows join the feature table as the
+        # test set, so they must be other sources with the feature source's columns.
+        primary = self.sources[self.feature_source]
+        columns = {(c.name, c.type) for c in primary.columns}
+        for name in self.test_sources:
+            if name == self.feature_source:
+                raise KeyedError(
+                    "train.split.test",
+                    f"'{name}' is the source the features come from: its rows cannot all be "
+                    "test rows (name a file glob of it instead)",
+                )
+            theirs = {(c.name, c.type) for c in self.sources[name].columns}
+            if theirs != columns:
+                differ = sorted(f"{n} {t}" for n, t in theirs ^ columns)
+                raise KeyedError(
+                    "train.split.test",
+                    f"test source '{name}' must declare the columns of '{self.feature_source}' "
+                    f"(same names and types); they differ in {', '.join(differ)}",
+                )
+
+    @property
+    def test_sources(self) -> list[str]:
+        """The declared sources a source split names as its test set (other entries are globs)."""
+        split = self.train.split if self.train is not None else None
+        if split is None or split.kind != "source" or not split.test:
+            return []
+        return [t for t in split.test if t in self.sources]
 
     def _check_task(self, train: TrainSpec) -> None:
         # Algorithms and metrics must fit the task: caught here, before Spark starts.

@@ -9,8 +9,10 @@ computed from the same data whichever run wrote it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pipeline.config.models import AppConfig
@@ -64,11 +66,14 @@ def build_features(
     first: dt.date,
     last: dt.date,
     bronze_version: int | None = None,
+    test_sources: Mapping[str, int | None] | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """(bronze rows of the dates, feature rows of the dates) — lazily, nothing is computed here.
 
-    `source` is the bronze table the features come from. The feature rows still carry bronze's
-    metadata columns (`_source_file`, ...), which the feature table leaves out.
+    `source` is the bronze table the features come from, at `bronze_version`; `test_sources`
+    (name: version) are the bronze tables of the sources a source split names as the test set,
+    whose rows join the same feature table. The feature rows still carry bronze's metadata
+    columns (`_source_file`, ...), which the feature table leaves out.
     """
     from pyspark.sql import functions as F
 
@@ -77,12 +82,7 @@ def build_features(
     )
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
 
-    bronze_path = paths.bronze(source)
-    if not is_delta_table(spark, bronze_path):
-        raise RunError(f"no bronze table at {bronze_path}: run `mlpipe ingest` first")
-    bronze = read_delta(spark, bronze_path, bronze_version)
-    if spec.key is None:
-        bronze = _with_row_ids(bronze, bronze_path)
+    bronze = read_bronze(spark, paths, spec, source, bronze_version, test_sources)
     time = spec.time_column
     in_range = bronze.where((F.col(time) >= F.lit(history_start)) & (F.col(time) < F.lit(end)))
     target_bronze = with_event_date(in_range, time).where(F.col(EVENT_DATE) >= F.lit(first))
@@ -135,6 +135,27 @@ def build_features(
     return target_bronze, features
 
 
+def read_bronze(
+    spark: SparkSession,
+    paths: PipelinePaths,
+    spec: FeatureSpec,
+    source: str,
+    version: int | None,
+    test_sources: Mapping[str, int | None] | None = None,
+) -> DataFrame:
+    """The bronze rows features start from: the source's table at `version`, and the tables of
+    the given test sources (same columns: checked when the configuration loads), each row
+    numbered by its file and record when the features have no key."""
+    frames = []
+    for name, at in {source: version, **(test_sources or {})}.items():
+        path = paths.bronze(name)
+        if not is_delta_table(spark, path):
+            raise RunError(f"no bronze table at {path}: run `mlpipe ingest` first")
+        frame = read_delta(spark, path, at)
+        frames.append(_with_row_ids(frame, path) if spec.key is None else frame)
+    return functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
 def _with_row_ids(bronze: DataFrame, bronze_path: str) -> DataFrame:
     """Bronze with `row_id` (file and record number), the key of a source that declares none."""
     from pyspark.sql import functions as F
@@ -164,7 +185,14 @@ def run_features(
         audited(spark, paths.audit, entry),
     ):
         _write_features(
-            spark, paths, spec, entry, source=pipeline.feature_source, first=first, last=run_date
+            spark,
+            paths,
+            spec,
+            entry,
+            source=pipeline.feature_source,
+            test_sources=pipeline.test_sources,
+            first=first,
+            last=run_date,
         )
     return entry
 
@@ -189,6 +217,7 @@ def _write_features(
     entry: LedgerEntry,
     *,
     source: str,
+    test_sources: Sequence[str],
     first: dt.date,
     last: dt.date,
 ) -> None:
@@ -196,13 +225,26 @@ def _write_features(
 
     bronze_path = paths.bronze(source)
     bronze_version = table_version(spark, bronze_path)
+    given = {name: table_version(spark, paths.bronze(name)) for name in test_sources}
     target_bronze, features = build_features(
-        spark, paths, spec, source=source, first=first, last=last, bronze_version=bronze_version
+        spark,
+        paths,
+        spec,
+        source=source,
+        first=first,
+        last=last,
+        bronze_version=bronze_version,
+        test_sources=given,
     )
-    untimed = untimed_rows(read_delta(spark, bronze_path, bronze_version), spec, last).persist()
+    untimed = untimed_rows(
+        read_bronze(spark, paths, spec, source, bronze_version, given), spec, last
+    ).persist()
     target_bronze = target_bronze.persist()
     in_range, without_time = target_bronze.count(), untimed.count()
     entry.rows_read = in_range + without_time
+    for name, at in given.items():
+        if at is not None:
+            entry.table_versions[f"bronze.{name}"] = at
     if bronze_version is not None:
         entry.table_versions["bronze"] = bronze_version
         # The last ingest batch this run saw: later batches with rows of these dates make the
@@ -222,7 +264,13 @@ def _write_features(
 
     if in_range:
         if unknown is not None:
-            entry.drop(UNKNOWN_LABEL, features.where(unknown).count())
+            # Counted from what the quarantine now holds: the features are not computed again.
+            quarantined = read_delta(spark, paths.quarantine).where(
+                (F.col("source") == "features")
+                & (F.col("run_date") == F.lit(last))
+                & (F.col("reason") == UNKNOWN_LABEL)
+            )
+            entry.drop(UNKNOWN_LABEL, quarantined.count())
             features = features.where(~unknown)
         # The landing file stays with the row: a source split picks test rows by it, and a
         # prediction can be traced back to its file.

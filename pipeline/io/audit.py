@@ -120,6 +120,26 @@ class LedgerEntry:
             "dropped_by_reason": dict(self.dropped_by_reason),
         }
 
+    def to_json(self) -> str:
+        """The entry as JSON (kept where a crash cannot lose it before the row is written)."""
+        row = self.as_row() | {"finished_at": None, "duration_s": None}
+        row["started_at"] = self.started_at.isoformat()
+        row["run_date"] = None if self.run_date is None else self.run_date.isoformat()
+        row["message"] = self.message  # redacted when it becomes a row
+        return json.dumps(row, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LedgerEntry:
+        """The entry `to_json` wrote (not yet finished)."""
+        data = json.loads(text)
+        fields = {
+            k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "finished_at"
+        }
+        fields["started_at"] = dt.datetime.fromisoformat(data["started_at"])
+        if data.get("run_date"):
+            fields["run_date"] = dt.date.fromisoformat(data["run_date"])
+        return cls(**fields)
+
     def summary(self) -> str:
         """One line for the console."""
         src = f"/{self.source}" if self.source else ""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 REPLICATE = "_replicate"
 WEIGHT = "_bootstrap_weight"
+SAMPLE_WEIGHT = "_sample_weight"
 # P(Poisson(1) <= n) for n = 0..5; above the last one the weight is 6 (P = 0.00006).
 _POISSON_CDF = (0.36788, 0.73576, 0.91970, 0.98101, 0.99634, 0.99941)
 
@@ -55,18 +56,27 @@ def supervised_gains(
     metric: str,
     replicates: int,
     seed: int,
+    weight: str | None = None,
 ) -> list[float]:
-    """The challenger's gain on each replicate, from both models' predictions of the same rows."""
+    """The challenger's gain on each replicate, from both models' predictions of the same rows.
+    With `weight` (a sample-weight column), each row counts its weight times its Poisson draw, so
+    the replicates spread around the weighted gain the test metrics report."""
     from pyspark.sql import functions as F
 
     def outputs(pred: DataFrame, tag: str) -> DataFrame:
         cols: list[Column | str] = [*key, F.col("prediction").cast("double").alias(f"pred_{tag}")]
         if metric in ("areaUnderPR", "areaUnderROC"):
             cols.append(score_column(pred).alias(f"score_{tag}"))
-        return pred.select(*cols, *([LABEL] if tag == "a" else []))
+        if tag == "a":
+            cols.append(LABEL)
+            if weight is not None:
+                cols.append(F.col(weight).cast("double").alias(SAMPLE_WEIGHT))
+        return pred.select(*cols)
 
     paired = outputs(challenger, "a").join(outputs(champion, "b"), list(key))
     weighted = _weights(paired, key, replicates, seed)
+    if weight is not None:
+        weighted = weighted.withColumn(WEIGHT, F.col(WEIGHT) * F.col(SAMPLE_WEIGHT))
     w, y = F.col(WEIGHT), F.col(LABEL)
     if metric in ("areaUnderPR", "areaUnderROC"):
         return _auc_gains(weighted, metric, replicates)

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 THRESHOLD_TAG = "decision_threshold"
+# The training run's ledger row as JSON, set on the version before the champion alias moves.
+LEDGER_TAG = "ledger"
 
 
 @dataclass(frozen=True)
@@ -187,10 +189,13 @@ def gate_and_promote(
     margin: float,
     higher_is_better: bool,
     confidence: float = 0.95,
+    decided: Callable[[GateDecision], None] | None = None,
 ) -> GateDecision:
     """Score challenger and champion on the whole same test set (by Spark); move the alias only
     when the challenger is better by more than `margin` (and, with a bootstrap, when the lower
-    confidence bound of its gain is too). The first model is promoted."""
+    confidence bound of its gain is too). The first model is promoted. `decided` is called
+    with the decision before the alias moves (what a crash right after the move must not lose
+    is recorded there)."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -224,6 +229,8 @@ def gate_and_promote(
         decision = GateDecision(
             promoted, reason, challenger_metric, champion_metric, current, lower
         )
+    if decided is not None:
+        decided(decision)
     if decision.promoted:
         crash_point("train.before_alias")
         client.set_registered_model_alias(name, CHAMPION, version)

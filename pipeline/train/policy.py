@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pipeline.config.stages import RebalanceSpec, SplitSpec
@@ -49,14 +49,15 @@ def split_train_test(
     event_time: str,
     stratify: bool,
     cores: int,
+    test_files: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[DataFrame, DataFrame]:
-    """Train/test as configured (stratified by label, random, or by time), each spread evenly over
-    the cores (see `sampling.spread`)."""
+    """Train/test as configured (stratified by label, random, by time, or given; `test_files`
+    see `given_test_rows`), each spread evenly over the cores (see `sampling.spread`)."""
     if spec.kind == "time":
         cutoff = time_cutoff(data, event_time, spec.test_fraction)
         train, test = sampling.split_by_time(data, time_col=event_time, cutoff=cutoff)
     elif spec.kind in ("source", "column"):
-        chosen = given_test_rows(spec)
+        chosen = given_test_rows(spec, test_files)
         train, test = data.where(~chosen), data.where(chosen)
     elif spec.kind == "stratified" and stratify:
         train, test = sampling.split_stratified(
@@ -69,20 +70,29 @@ def split_train_test(
     return sampling.spread(train, key, cores), sampling.spread(test, key, cores)
 
 
-def given_test_rows(spec: SplitSpec) -> Column:
-    """The rows a `source` or `column` split makes the test set."""
+def given_test_rows(spec: SplitSpec, sources: Mapping[str, Sequence[str]] | None = None) -> Column:
+    """The rows a `source` or `column` split makes the test set. `sources` holds the files of
+    the declared sources `test` names (name: file URIs, as bronze's `_source_file` spells them);
+    every other entry is a glob."""
     from pyspark.sql import functions as F
 
     assert spec.test is not None
     if spec.kind == "column":
         assert spec.column is not None
         return F.coalesce(F.col(spec.column).cast("string").isin(spec.test), F.lit(False))
+    named = sources or {}
     path = F.col(SOURCE_FILE)
     name = F.regexp_extract(path, r"[^/]*$", 0)
     matches = [
         path.rlike(f"(^|/){_glob_regex(g)}") if "/" in g else name.rlike(f"^{_glob_regex(g)}")
         for g in spec.test
+        if g not in named
     ]
+    files = sorted({f for listed in named.values() for f in listed})
+    if files:
+        matches.append(path.isin(files))
+    if not matches:
+        return F.lit(False)
     return F.coalesce(functools.reduce(lambda a, b: a | b, matches), F.lit(False))
 
 

@@ -14,7 +14,8 @@ fold's pairs are hidden, the model trained on the rest must find them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,8 @@ class RecommendTask:
     recommend: RecommendSpec
     train: TrainSpec
     lookback_days: int
+    # The files of the sources a source split names (see `policy.given_test_rows`).
+    test_files: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, spec: PipelineSpec) -> RecommendTask:
@@ -68,7 +71,7 @@ def split_events(task: RecommendTask, events: DataFrame) -> tuple[DataFrame, Dat
         cutoff = policy.time_cutoff(events, event_time, s.test_fraction)
         return sampling.split_by_time(events, time_col=event_time, cutoff=cutoff)
     if s.kind in ("source", "column"):
-        chosen = policy.given_test_rows(s)
+        chosen = policy.given_test_rows(s, task.test_files)
         return events.where(~chosen), events.where(chosen)
     return sampling.split_random(
         events, key=[r.user, r.item], test_fraction=s.test_fraction, seed=s.seed

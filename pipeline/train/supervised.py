@@ -4,6 +4,7 @@ held-out test set, and say how the gate measures a model."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,8 @@ class SupervisedTask:
     train: TrainSpec
     classification: bool
     lookback_days: int
+    # The files of the sources a source split names (see `policy.given_test_rows`).
+    test_files: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, spec: PipelineSpec) -> SupervisedTask:
@@ -81,6 +84,7 @@ class SupervisedTask:
             event_time=self.features.table_time_column,
             stratify=self.classification,
             cores=cores,
+            test_files=self.test_files,
         )
         return train, test
 
@@ -288,6 +292,7 @@ def _test(
             metric=gate_metric,
             replicates=tspec.gate.bootstrap,
             seed=tspec.seed,
+            weight=weight,
         )
 
     def release() -> None:

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import tracking
 from pipeline.config.models import AppConfig
+from pipeline.io.audit import LedgerEntry
 from pipeline.io.delta import table_version
 from pipeline.model.compiled import scoring_tags
 from pipeline.model.evaluate import HIGHER_IS_BETTER
-from pipeline.model.registry import GateDecision, gate_and_promote, log_and_register
+from pipeline.model.registry import LEDGER_TAG, GateDecision, gate_and_promote, log_and_register
 from pipeline.paths import PipelinePaths
 from pipeline.report import ReportFiles, write_report_files
 from pipeline.report.console import render_console
@@ -91,9 +92,12 @@ def track_register_gate(
     info: RunInfo,
     durations: dict[str, float],
     lap: Callable[[str], None],
+    entry: LedgerEntry,
 ) -> TrainResult:
-    """Log the evaluation to MLflow, write the report, register the model and gate it."""
+    """Log the evaluation to MLflow, write the report, register the model and gate it; fill
+    `entry`, the run's ledger row, as it goes."""
     import mlflow
+    from mlflow import MlflowClient
 
     spec = config.require_pipeline()
     tspec = spec.require_train()
@@ -151,6 +155,22 @@ def track_register_gate(
                 **scoring,
             },
         )
+        entry.rows_read = ev.rows["train"] + ev.rows["test"]
+        entry.rows_accepted = entry.rows_read
+        entry.table_versions["features"] = info.features_version
+        entry.metrics = {f"test_{k}": v for k, v in ev.test_metrics.items()} | {
+            "cv_mean": ev.winner.mean
+        }
+
+        def decided(decision: GateDecision) -> None:
+            entry.message = (
+                f"model {name} v{version}: "
+                f"{'promoted' if decision.promoted else 'not promoted'} ({decision.reason})"
+            )
+            # The ledger row as it will be written, on the version, before the alias moves: a
+            # run killed after the move leaves a champion whose row the next run writes from it.
+            MlflowClient().set_model_version_tag(name, version, LEDGER_TAG, entry.to_json())
+
         decision = gate_and_promote(
             name,
             version,
@@ -159,6 +179,7 @@ def track_register_gate(
             margin=tspec.gate.margin,
             higher_is_better=HIGHER_IS_BETTER[ev.gate.metric],
             confidence=tspec.gate.confidence,
+            decided=decided,
         )
         tracking.set_tags({"gate.promoted": str(decision.promoted), "gate.reason": decision.reason})
         outcome = GateOutcome(

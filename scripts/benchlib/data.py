@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import calendar
 import math
-import time
 from typing import TYPE_CHECKING, Any
 
 from benchlib.common import (
@@ -126,18 +125,13 @@ def setup(
     from pipeline.model.registry import pip_requirements
     from pipeline.names import LABEL
     from pipeline.session import parallelism
+    from pipeline.timing import Laps
     from pipeline.tracking import configure_mlflow, ensure_experiment
     from pipeline.train.search import GridResult
     from pipeline.train.supervised import SupervisedTask, fit_final
 
-    timings: dict[str, float] = {}
-    clock = time.monotonic()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.monotonic()
-        timings[name] = round(now - clock, 2)
-        clock = now
+    lap = Laps(digits=2)
+    timings = lap.durations
 
     scratch = layout.root / "setup"
     config = bench_config(scratch, kind="lr", features_table=layout.table(base), env=env)
