@@ -42,3 +42,18 @@ def make_config(
     return load_config(
         name if pipeline_yaml is not None else None, env="test", conf_dir=conf, overrides=sets
     )
+
+
+def assert_config_refused(
+    tmp_path: Path, pipeline_yaml: str, name: str, key: str, phrase: str
+) -> None:
+    """Loading `pipeline_yaml` as pipeline `name` fails before Spark, naming `key` and saying
+    `phrase`."""
+    import pytest
+
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        make_config(tmp_path, pipeline_yaml, name=name)
+    assert err.value.key == key
+    assert phrase in str(err.value)

@@ -257,6 +257,8 @@ def test_columns_in_another_order_are_read_by_name(spark: SparkSession, tmp_path
         ignore_row_order=True,
         ignore_nullable=True,
     )
+    # No feature section (nor a keyless one): nothing reads record numbers, none are made.
+    assert "_source_row" not in read_delta(spark, PipelinePaths.of(cfg).bronze("tx")).columns
 
 
 def test_unexpected_column_fails_the_run_and_writes_nothing(

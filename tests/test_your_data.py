@@ -18,7 +18,6 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.config import AppConfig
-from pipeline.errors import ConfigError
 from pipeline.features.runner import run_features
 from pipeline.ingest.runner import run_ingest
 from pipeline.io.delta import read_delta
@@ -28,7 +27,7 @@ from pipeline.paths import PipelinePaths
 from pipeline.score.runner import run_score
 from pipeline.tracking import configure_mlflow
 from pipeline.train.runner import run_train
-from tests.helpers import make_config
+from tests.helpers import assert_config_refused, make_config
 
 RUN_DATE = dt.date(2026, 2, 1)
 
@@ -238,10 +237,7 @@ def test_a_yaml_only_data_set_is_checked_before_spark_with_the_key_named(
 ) -> None:
     old, new = edit
     assert old in CENSUS
-    with pytest.raises(ConfigError) as err:
-        make_config(tmp_path, CENSUS.replace(old, new), name="census")
-    assert err.value.key == key
-    assert phrase in str(err.value)
+    assert_config_refused(tmp_path, CENSUS.replace(old, new), "census", key, phrase)
 
 
 def test_the_census_yaml_loads_without_key_entity_or_event_time(tmp_path: Path) -> None:
@@ -339,7 +335,4 @@ def test_a_source_named_by_the_split_brings_the_test_rows_from_its_own_folder(
 def test_a_test_source_is_another_source_with_the_same_columns(
     tmp_path: Path, spec: str, phrase: str
 ) -> None:
-    with pytest.raises(ConfigError) as err:
-        make_config(tmp_path, spec, name="census")
-    assert err.value.key == "pipeline.train.split.test"
-    assert phrase in str(err.value)
+    assert_config_refused(tmp_path, spec, "census", "pipeline.train.split.test", phrase)

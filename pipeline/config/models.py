@@ -16,6 +16,7 @@ from pipeline.config.sources import SourceSpec
 from pipeline.config.stages import (
     CLASSIFICATION_METRICS,
     RANKING_METRICS,
+    RATING_METRICS,
     REGRESSION_METRICS,
     Duration,
     FeatureSpec,
@@ -182,21 +183,40 @@ class PipelineSpec(Frozen):
     def _check_task(self, train: TrainSpec) -> None:
         # Algorithms and metrics must fit the task: caught here, before Spark starts.
         ranking = self.task == "recommendation"
+        explicit = ranking and self.recommend is not None and self.recommend.explicit
         allowed = {
             "binary_classification": CLASSIFICATION_METRICS,
             "regression": REGRESSION_METRICS,
-            "recommendation": RANKING_METRICS,
+            "recommendation": RANKING_METRICS + (RATING_METRICS if explicit else ()),
         }[self.task]
         for where, metric in (
             ("train.metric", train.metric),
             ("train.gate.metric", train.gate.metric),
         ):
             if metric is not None and metric not in allowed:
+                hint = (
+                    " — rating metrics need explicit ratings: recommend.feedback: explicit"
+                    if ranking and metric in RATING_METRICS
+                    else ""
+                )
                 raise KeyedError(
                     where,
                     f"'{metric}' does not apply to a {self.task} task "
-                    f"(choose one of {', '.join(allowed)})",
+                    f"(choose one of {', '.join(allowed)}){hint}",
                 )
+        if ranking and self.recommend is not None:
+            for i, c in enumerate(train.candidates):
+                for key, values in (
+                    ("params", [c.params.get("implicitPrefs")]),
+                    ("grid", c.grid.get("implicitPrefs", [])),
+                ):
+                    if any(v is not None and bool(v) == explicit for v in values):
+                        raise KeyedError(
+                            f"train.candidates.{i}.{key}.implicitPrefs",
+                            f"candidate '{c.name}': implicitPrefs contradicts "
+                            f"recommend.feedback: {self.recommend.feedback} (the feedback sets "
+                            "it: leave implicitPrefs out)",
+                        )
         for i, c in enumerate(train.candidates):
             if (c.algorithm == "als") != ranking:
                 raise KeyedError(

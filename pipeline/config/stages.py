@@ -346,6 +346,7 @@ Metric = Literal[
 CLASSIFICATION_METRICS = ("areaUnderPR", "areaUnderROC", "f1", "accuracy")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 RANKING_METRICS = ("ndcg_at_k", "map_at_k", "precision_at_k", "recall_at_k")
+RATING_METRICS = ("rmse", "mae")  # recommendation with explicit feedback
 
 
 class SearchSpec(Frozen):
@@ -372,10 +373,42 @@ class RecommendSpec(Frozen):
     user: Identifier
     item: Identifier
     strength: Identifier = "label"
-    transform: Literal["log1p", "none"] = "log1p"
+    # implicit: strengths of views, carts, purchases (ALS's implicitPrefs); explicit: ratings a
+    # user gave (1-5 stars), averaged per pair, which ALS predicts and rmse / mae measure.
+    feedback: Literal["implicit", "explicit"] = "implicit"
+    # Explicit feedback: the rating from which a held-out pair counts as relevant for the
+    # ranking metrics (a 1-star rating is not a hit); required with explicit feedback.
+    relevant_rating: float | None = None
+    transform: Literal["log1p", "none"] | None = None  # implicit default: log1p
     exclude_seen: bool = True
     # Seen items are filtered after ALS ranks: it is asked for top_k + this many items per user.
     max_seen: int = Field(200, ge=0)
+
+    @model_validator(mode="after")
+    def _feedback(self) -> RecommendSpec:
+        if self.feedback == "explicit":
+            if self.relevant_rating is None:
+                raise ValueError(
+                    "explicit feedback needs relevant_rating: the rating from which a held-out "
+                    "pair counts as relevant (for example 4 on a 1-5 scale)"
+                )
+            if self.transform == "log1p":
+                raise ValueError(
+                    "explicit ratings are predicted as given: transform log1p applies "
+                    "to implicit feedback"
+                )
+        elif self.relevant_rating is not None:
+            raise ValueError("relevant_rating applies to explicit feedback (feedback: explicit)")
+        return self
+
+    @property
+    def explicit(self) -> bool:
+        return self.feedback == "explicit"
+
+    @property
+    def compress(self) -> bool:
+        """Whether summed implicit strengths are log1p-compressed."""
+        return not self.explicit and self.transform != "none"
 
 
 class ThresholdSpec(Frozen):

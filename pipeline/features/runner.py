@@ -163,9 +163,9 @@ def _with_row_ids(bronze: DataFrame, bronze_path: str) -> DataFrame:
     numbered = SOURCE_ROW in bronze.columns
     if not numbered or bronze.where(F.col(SOURCE_ROW).isNull()).limit(1).count():
         raise RunError(
-            f"rows in {bronze_path} carry no record number (ingested by an older version), "
-            "and features.key is not set: set features.key, or ingest the files again into a new "
-            "tables folder"
+            f"rows in {bronze_path} carry no record number (ingested while features.key was set, "
+            "or by an older version), and features.key is not set: set features.key, or ingest "
+            "the files again into a new tables folder"
         )
     return with_row_id(bronze, source_file=SOURCE_FILE, source_row=SOURCE_ROW)
 

@@ -50,7 +50,14 @@ from pipeline.io.delta import (
 )
 from pipeline.io.lease import tables_lease
 from pipeline.io.quarantine import append_quarantine, quarantine_rows
-from pipeline.io.raw import SOURCE_ROW, list_files, record_numbers, with_record_numbers
+from pipeline.io.raw import (
+    BLOCK,
+    POSITION,
+    SOURCE_ROW,
+    list_files,
+    record_numbers,
+    with_record_numbers,
+)
 from pipeline.paths import PipelinePaths
 
 if TYPE_CHECKING:
@@ -67,6 +74,9 @@ def run_ingest(
     paths = PipelinePaths.of(config)
     entries: list[LedgerEntry] = []
     ttl = config.storage.lease_ttl_seconds
+    # Records are numbered in their file only where rows are known by it (features without a
+    # key): numbering costs a pass over the batch that keyed rows never use.
+    numbered = spec.features is not None and spec.features.key is None
     with tables_lease(spark, paths, ttl, command="ingest", run_id=run_id):
         for name, source in spec.sources.items():
             entry = LedgerEntry(
@@ -74,7 +84,7 @@ def run_ingest(
             )
             once_as = f"mlpipe-ingest-audit-{spec.name}-{name}"
             with audited(spark, paths.audit, entry, once_as=once_as):
-                commit = _ingest_source(spark, paths, name, source, entry)
+                commit = _ingest_source(spark, paths, name, source, entry, numbered=numbered)
             if commit is not None:
                 commit()  # the batch counts as done only once its audit row is in
                 crash_point("ingest.after_log")
@@ -114,9 +124,11 @@ def _ingest_source(
     name: str,
     source: SourceSpec,
     entry: LedgerEntry,
+    *,
+    numbered: bool,
 ) -> Callable[[], None] | None:
     """Steps 1-3 for one source; the step-4 commit of the log to run after the audit row (None
-    when there was nothing to do)."""
+    when there was nothing to do). `numbered`: bronze rows get `_source_row`."""
     app_id = f"mlpipe-ingest-{paths.pipeline}-{name}"
     batch, notes = _batch(spark, paths, name, source, entry.run_id, app_id)
     if batch is None:
@@ -130,12 +142,13 @@ def _ingest_source(
     validated, counts = validate(spark, source, plan)
     bronze_path = paths.bronze(name)
     if validated is not None:
-        numbers = record_numbers(spark, validated)
+        accepted = accepted_rows(validated, source.columns, plan.extras)
+        if numbered:
+            accepted = with_record_numbers(accepted, record_numbers(spark, validated))
+        else:
+            accepted = accepted.drop(BLOCK, POSITION)
         bronze_df = with_lineage(
-            with_record_numbers(accepted_rows(validated, source.columns, plan.extras), numbers),
-            run_id=entry.run_id,
-            batch_id=batch.batch_id,
-            run_date=entry.run_date,
+            accepted, run_id=entry.run_id, batch_id=batch.batch_id, run_date=entry.run_date
         )
         append_idempotent(
             bronze_df,
@@ -143,7 +156,8 @@ def _ingest_source(
             app_id=app_id,
             version=batch.batch_id,
             # Bronze written before rows were numbered gains `_source_row` (older rows: null).
-            merge_schema=source.schema_evolution == "add" or _lacks_row_numbers(spark, bronze_path),
+            merge_schema=source.schema_evolution == "add"
+            or (numbered and _lacks_row_numbers(spark, bronze_path)),
         )
     crash_point("ingest.after_bronze")
 

@@ -30,9 +30,11 @@ def make_estimator(
     *,
     seed: int,
     weight_col: str | None = None,
+    implicit: bool = True,
     where: str = "pipeline.train.candidates",
 ) -> Any:
-    """An MLlib estimator for one grid point; a `ConfigError` for an unknown parameter name."""
+    """An MLlib estimator for one grid point; a `ConfigError` for an unknown parameter name.
+    `implicit` is ALS's implicitPrefs (the recommendation's feedback kind)."""
     from pyspark.ml.classification import (
         GBTClassifier,
         LinearSVC,
@@ -46,13 +48,14 @@ def make_estimator(
     if candidate.algorithm == "als":
         from pipeline.model.ranking import ITEM_INDEX, RATING, USER_INDEX
 
-        # Implicit feedback by default (views, carts, purchases); users and items unknown to
-        # the model are dropped from predictions rather than scored NaN.
+        # Implicit feedback (views, carts, purchases) or explicit ratings, as the recommend
+        # section says; users and items unknown to the model are dropped from predictions
+        # rather than scored NaN.
         estimator = ALS(
             userCol=USER_INDEX,
             itemCol=ITEM_INDEX,
             ratingCol=RATING,
-            implicitPrefs=True,
+            implicitPrefs=implicit,
             coldStartStrategy="drop",
             seed=seed,
         )

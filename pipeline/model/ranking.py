@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config.stages import RecommendSpec
+from pipeline.errors import RunError
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -38,14 +39,23 @@ METRIC_NAMES = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k")
 
 
 def interaction_pairs(events: DataFrame, spec: RecommendSpec) -> DataFrame:
-    """(user, item, rating, events): interaction strength summed per pair, log1p-compressed."""
+    """(user, item, rating, events): implicit strengths summed per pair (log1p-compressed by
+    default, pairs of no strength left out); explicit ratings averaged per pair (a user who
+    rated an item twice counts once, at the mean of the two)."""
     from pyspark.sql import functions as F
 
+    strength = F.col(spec.strength).cast("double")
+    if spec.explicit:
+        return (
+            events.where(strength.isNotNull())
+            .groupBy(spec.user, spec.item)
+            .agg(F.avg(strength).alias(RATING), F.count(F.lit(1)).alias(EVENTS))
+        )
     summed = events.groupBy(spec.user, spec.item).agg(
-        F.sum(F.greatest(F.col(spec.strength).cast("double"), F.lit(0.0))).alias("_strength"),
+        F.sum(F.greatest(strength, F.lit(0.0))).alias("_strength"),
         F.count(F.lit(1)).alias(EVENTS),
     )
-    rating = F.log1p("_strength") if spec.transform == "log1p" else F.col("_strength")
+    rating = F.log1p("_strength") if spec.compress else F.col("_strength")
     return summed.select(spec.user, spec.item, rating.alias(RATING), EVENTS).where(
         F.col(RATING) > 0
     )
@@ -152,7 +162,13 @@ def top_k(candidates: DataFrame, seen: DataFrame | None, k: int, spec: Recommend
 
 
 def relevant_pairs(test_pairs: DataFrame, train_pairs: DataFrame, spec: RecommendSpec) -> DataFrame:
-    """(user, item) to be found: test pairs of users known from training, minus seen pairs."""
+    """(user, item) to be found: test pairs of users known from training, minus seen pairs; with
+    explicit feedback only the pairs rated at least `relevant_rating`."""
+    from pyspark.sql import functions as F
+
+    if spec.explicit:
+        assert spec.relevant_rating is not None  # the configuration requires it
+        test_pairs = test_pairs.where(F.col(RATING) >= F.lit(spec.relevant_rating))
     pairs = test_pairs.select(spec.user, spec.item).join(
         train_pairs.select(spec.user).distinct(), spec.user, "left_semi"
     )
@@ -239,3 +255,26 @@ def evaluate_popularity(
     n = fetch_size(train_pairs, relevant, k, spec)
     ranked = top_k(popularity_recommend(train_pairs, relevant, n, spec), train_pairs, k, spec)
     return per_user_metrics(ranked, relevant, k, spec)
+
+
+def rating_metrics(model: PipelineModel, pairs: DataFrame, mean_rating: float) -> dict[str, float]:
+    """rmse and mae of the model's predicted ratings on held-out (user, item, rating) pairs,
+    beside the same errors of predicting the training ratings' mean (`baseline_rmse`,
+    `baseline_mae`), on the pairs the model can predict (users and items it knows: ALS drops
+    the others, counted in `rated_pairs` vs `pairs`)."""
+    from pyspark.sql import functions as F
+
+    predicted = model.transform(pairs)
+    err = F.col("prediction") - F.col(RATING)
+    base = F.lit(mean_rating) - F.col(RATING)
+    row = predicted.agg(
+        F.sqrt(F.avg(err * err)).alias("rmse"),
+        F.avg(F.abs(err)).alias("mae"),
+        F.sqrt(F.avg(base * base)).alias("baseline_rmse"),
+        F.avg(F.abs(base)).alias("baseline_mae"),
+        F.count(F.lit(1)).alias("rated_pairs"),
+    ).first()
+    assert row is not None
+    if not row["rated_pairs"]:
+        raise RunError("no held-out rating has a user and an item the model knows")
+    return {k: float(row[k]) for k in row.asDict()}

@@ -47,6 +47,9 @@ class GateInputs:
     metric: str
     score: Callable[[PipelineModel], float]
     bootstrap_gains: Callable[[PipelineModel, PipelineModel], list[float]] | None = None
+    # A model-free baseline the challenger must beat by the margin to be promoted at all
+    # (recommendation: the most-popular items, or the mean rating): (its name, its metric).
+    baseline: tuple[str, float] | None = None
 
 
 def pip_requirements() -> list[str]:
@@ -193,7 +196,8 @@ def gate_and_promote(
 ) -> GateDecision:
     """Score challenger and champion on the whole same test set (by Spark); move the alias only
     when the challenger is better by more than `margin` (and, with a bootstrap, when the lower
-    confidence bound of its gain is too). The first model is promoted. `decided` is called
+    confidence bound of its gain is too). A challenger that does not beat the baseline (when
+    given) by the margin is never promoted; otherwise the first model is. `decided` is called
     with the decision before the alias moves (what a crash right after the move must not lose
     is recorded there)."""
     from mlflow import MlflowClient
@@ -202,7 +206,10 @@ def gate_and_promote(
     metric = inputs.metric
     current = champion_version(name)
     challenger_metric = inputs.score(challenger)
-    if current is None:
+    beaten = _beats_baseline(inputs, challenger_metric, margin, higher_is_better)
+    if beaten is not None:
+        decision = GateDecision(False, beaten, challenger_metric, None, current)
+    elif current is None:
         decision = GateDecision(True, "first model: no champion yet", challenger_metric)
     else:
         champion, _ = load_version(name, current)
@@ -243,6 +250,22 @@ def gate_and_promote(
     )
     log.info("gate for %s v%s: %s", name, version, decision.reason)
     return decision
+
+
+def _beats_baseline(
+    inputs: GateInputs, challenger_metric: float, margin: float, higher_is_better: bool
+) -> str | None:
+    """Why the challenger is refused for not beating the baseline by the margin, or None."""
+    if inputs.baseline is None:
+        return None
+    what, value = inputs.baseline
+    gain = challenger_metric - value if higher_is_better else value - challenger_metric
+    if gain > margin:
+        return None
+    return (
+        f"{inputs.metric} {challenger_metric:.4f} does not beat the {what} baseline's "
+        f"{value:.4f} by more than the margin {margin} (gain {gain:+.4f})"
+    )
 
 
 def lower_bound(gains: list[float], confidence: float) -> float:

@@ -20,12 +20,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipeline.config.models import PipelineSpec
-from pipeline.config.stages import CandidateSpec, FeatureSpec, RecommendSpec, TrainSpec
+from pipeline.config.stages import (
+    RATING_METRICS,
+    CandidateSpec,
+    FeatureSpec,
+    RecommendSpec,
+    TrainSpec,
+)
 from pipeline.errors import RunError
 from pipeline.model import bootstrap, ranking, sampling
 from pipeline.model.candidates import make_estimator
 from pipeline.model.histogram import Histogram
 from pipeline.model.registry import GateInputs
+from pipeline.names import LABEL
 from pipeline.report.summary import RankingComparison
 from pipeline.train import policy
 from pipeline.train.evaluation import Evaluation
@@ -85,7 +92,11 @@ def fit_recommender(
     from pyspark.ml import Pipeline
 
     stages = [*ranking.indexers(task.recommend)]
-    stages.append(make_estimator(candidate, dict(params), seed=task.train.seed))
+    stages.append(
+        make_estimator(
+            candidate, dict(params), seed=task.train.seed, implicit=not task.recommend.explicit
+        )
+    )
     return Pipeline(stages=stages).fit(pairs)
 
 
@@ -111,9 +122,19 @@ def recommender_preparer(task: RecommendTask, folded: DataFrame) -> FoldPreparer
         relevant = ranking.relevant_pairs(fold_valid, fold_train, r).persist()
         n = ranking.fetch_size(seen, relevant, tspec.top_k, r)
 
+        mean_rating = _mean_rating(fold_train) if tspec.metric in RATING_METRICS else 0.0
+
         def evaluate(result: GridResult) -> tuple[float, Histogram | None]:
-            als = make_estimator(by_candidate[result.candidate], result.params, seed=tspec.seed)
+            als = make_estimator(
+                by_candidate[result.candidate],
+                result.params,
+                seed=tspec.seed,
+                implicit=not r.explicit,
+            )
             model = PipelineModel(stages=[*prep.stages, als.fit(indexed)])
+            if tspec.metric in RATING_METRICS:
+                rated = ranking.rating_metrics(model, fold_valid, mean_rating)
+                return rated[tspec.metric], None
             per_user = ranking.evaluate_model(model, seen, relevant, tspec.top_k, r, n)
             return ranking.mean_metrics(per_user)[tspec.metric], None
 
@@ -166,6 +187,14 @@ def evaluate_recommender(
     return evaluation
 
 
+def _mean_rating(pairs: DataFrame) -> float:
+    """The mean training rating: the model-free prediction rating metrics are compared with."""
+    from pyspark.sql import functions as F
+
+    row = pairs.agg(F.avg(ranking.RATING)).first()
+    return float(row[0]) if row is not None and row[0] is not None else 0.0
+
+
 def _count_pairs(
     task: RecommendTask, train: DataFrame, test: DataFrame, relevant: DataFrame
 ) -> dict[str, int]:
@@ -195,6 +224,7 @@ def _test(
 ) -> Evaluation:
     """The model and the popularity baseline on the held-out pairs; the gate's measures."""
     tspec, r, k = task.train, task.recommend, task.train.top_k
+    mean_rating = _mean_rating(train) if r.explicit else 0.0
     model_users = ranking.evaluate_model(final, train, relevant, k, r).persist()
     baseline_users = ranking.evaluate_popularity(train, relevant, k, r).persist()
     cached += [model_users, baseline_users]
@@ -207,22 +237,48 @@ def _test(
         test_metrics["ndcg_lift_over_baseline"] = (
             model_means["ndcg_at_k"] / baseline_means["ndcg_at_k"]
         )
-    # In-sample check: how well the model ranks the training pairs themselves (nothing excluded).
-    fit_spec = r.model_copy(update={"exclude_seen": False})
-    in_sample = ranking.mean_metrics(
-        ranking.evaluate_model(final, None, train.select(r.user, r.item), k, fit_spec)
-    )
     gate_metric = tspec.gate.metric or tspec.metric
+    if r.explicit:
+        # Ratings predicted for the held-out pairs, beside predicting the training mean.
+        rated = ranking.rating_metrics(final, test, mean_rating)
+        test_metrics |= {m: rated[m] for m in RATING_METRICS}
+        test_metrics |= {f"baseline_{m}": rated[f"baseline_{m}"] for m in RATING_METRICS}
+        test_metrics["rated_pairs"] = rated["rated_pairs"]
+        rows["test_rated"] = int(rated["rated_pairs"])
+    if gate_metric in RATING_METRICS:
+        baseline = ("mean rating", test_metrics[f"baseline_{gate_metric}"])
+    else:
+        baseline = ("most-popular", baseline_means[gate_metric])
+    # In-sample check: how well the model fits the training pairs themselves (ranked with
+    # nothing excluded, or their ratings predicted).
+    if tspec.metric in RATING_METRICS:
+        train_metric = ranking.rating_metrics(final, train, mean_rating)[tspec.metric]
+    else:
+        fit_spec = r.model_copy(update={"exclude_seen": False})
+        train_metric = ranking.mean_metrics(
+            ranking.evaluate_model(final, None, train.select(r.user, r.item), k, fit_spec)
+        )[tspec.metric]
 
     def per_user(model: PipelineModel) -> DataFrame:
         return ranking.evaluate_model(model, train, relevant, k, r)
 
     def score(model: PipelineModel) -> float:
         if model is final:
-            return model_means[gate_metric]
+            return test_metrics[gate_metric]
+        if gate_metric in RATING_METRICS:
+            return ranking.rating_metrics(model, test, mean_rating)[gate_metric]
         return ranking.mean_metrics(per_user(model))[gate_metric]
 
     def gains(challenger: PipelineModel, champion: PipelineModel) -> list[float]:
+        if gate_metric in RATING_METRICS:
+            return bootstrap.supervised_gains(
+                challenger.transform(test).withColumnRenamed(ranking.RATING, LABEL),
+                champion.transform(test).withColumnRenamed(ranking.RATING, LABEL),
+                key=[r.user, r.item],
+                metric=gate_metric,
+                replicates=tspec.gate.bootstrap,
+                seed=tspec.seed,
+            )
         return bootstrap.ranking_gains(
             model_users if challenger is final else per_user(challenger),
             per_user(champion),
@@ -242,13 +298,15 @@ def _test(
         winner=winner,
         final=final,
         test_metrics=test_metrics,
-        train_metric=in_sample[tspec.metric],
+        train_metric=train_metric,
         test_metric=test_metrics[tspec.metric],
         threshold=None,
         importances={},
         rows=rows,
         example=test.select(r.user, r.item),
-        gate=GateInputs(gate_metric, score, gains if tspec.gate.bootstrap else None),
+        gate=GateInputs(
+            gate_metric, score, gains if tspec.gate.bootstrap else None, baseline=baseline
+        ),
         release=release,
         ranking=RankingComparison(
             k=k,
