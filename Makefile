@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-commands test-usecases test-faults test-slow test-cluster test-all lint format bench clean help
+.PHONY: setup demo test test-algorithms test-commands test-usecases test-faults test-slow test-cluster test-all lint format bench clean help
 .PHONY: hdfs-start hdfs-stop cluster-start cluster-stop mlflow-start mlflow-stop
 
 help:
@@ -12,6 +12,7 @@ help:
 	@echo "make test          the default test suite (sets everything up first)"
 	@echo "make test-commands every README command in its own process, in order"
 	@echo "make test-usecases the shipped use cases trained end to end"
+	@echo "make test-algorithms XGBoost and explicit-rating recommendation, end to end"
 	@echo "make test-faults   kill-and-rerun at every commit point and at random moments"
 	@echo "make test-slow     long end-to-end suites"
 	@echo "make test-cluster  spark-submit on a standalone cluster + MLflow server + HDFS"
@@ -32,13 +33,17 @@ demo: setup
 	MLPIPE_DATA=data/demo $(PY) -m pipeline demo $(DEMO_ARGS)
 
 # The default suite; the longer ones below are marked and run on their own (CI runs them all).
-FAST_SUITE := not slow and not cluster and not commands and not usecases and not faults
+FAST_SUITE := not slow and not cluster and not commands and not usecases and not faults and not algorithms
 test: setup
 	$(PY) -m pytest -m "$(FAST_SUITE)" $(PYTEST_ARGS)
 
 # Every README command in its own fresh process, in order, on the shipped fraud pipeline.
 test-commands: setup
 	$(PY) -m pytest -m "commands" $(PYTEST_ARGS)
+
+# XGBoost candidates and explicit-rating recommendation, trained end to end.
+test-algorithms: setup
+	$(PY) -m pytest -m "algorithms" $(PYTEST_ARGS)
 
 # The shipped use cases (fraud, churn, maintenance, recommendation) trained from their YAML.
 test-usecases: setup

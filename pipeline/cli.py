@@ -390,6 +390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # XGBoost's Spark estimator logs every fit's parameters at INFO: machinery, not progress.
+        for noisy in ("XGBoost-PySpark", "SparkXGBClassifier", "SparkXGBRegressor"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     # Everything this process prints or logs from here on passes the redactor, which learns the
     # configuration's secrets as it is loaded.
     with installed():

@@ -57,3 +57,22 @@ def assert_config_refused(
         make_config(tmp_path, pipeline_yaml, name=name)
     assert err.value.key == key
     assert phrase in str(err.value)
+
+
+def tracked_config(tmp_path: Path, pipeline_yaml: str, name: str) -> AppConfig:
+    """`make_config` with MLflow tracking, artifacts and reports under `tmp_path`, and MLflow
+    configured from it (what a training test needs)."""
+    from pipeline.tracking import configure_mlflow
+
+    cfg = make_config(
+        tmp_path,
+        pipeline_yaml,
+        name=name,
+        overrides=[
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            f"mlflow.artifact_location={tmp_path}/artifacts",
+            f"storage.reports={tmp_path}/reports",
+        ],
+    )
+    configure_mlflow(cfg.mlflow)
+    return cfg

@@ -196,6 +196,7 @@ def fake_run() -> list[Rep]:
         rep("train_naive_mllib", 600.0, chosen="regParam=0.001", cv_auc=0.801, test_auc=0.8030),
         rep("train_sklearn", 100.0, chosen="C=1.25e-06 (regParam=0.001)", test_auc=0.8040),
         rep("train_gbt_ours", 300.0, test_auc=0.8100),
+        rep("train_xgb", 39.0, test_auc=0.8140),
         rep("train_gbt_sklearn", 20.0, jvm=None, test_auc=0.8150),
         rep("score_ours", 12.0, rows_written=BASE),
         rep("score_spark_udf", 240.0, rows_written=BASE),
@@ -216,6 +217,8 @@ def test_evaluate_targets_on_a_fake_run() -> None:
     assert by_target["logistic regression CV: test AUC ≥ scikit-learn's − 0.002"].met is True
     assert by_target["GBT: time ≤ 1.5× scikit-learn's"].met is False
     assert by_target["GBT: test AUC ≥ scikit-learn's − 0.002"].met is False
+    assert by_target["XGBoost: time ≤ 2× scikit-learn's"].met is True  # 39 / 20
+    assert by_target["XGBoost: test AUC ≥ scikit-learn's − 0.002"].met is True  # 0.8140
     assert by_target["scoring: time ≤ 1.3× the Delta copy (I/O floor)"].met is True
     assert by_target["scoring: ≥ 10× faster than spark_udf"].met is True
     assert by_target["ingest: time ≤ 1.3× the plain CSV → Delta copy"].met is None

@@ -98,7 +98,7 @@ def test_nightly_via_spark_submit_on_cluster_hdfs_and_mlflow_server(
         assert r.rows_read == r.rows_accepted + r.rows_quarantined
         assert counts[r.run_date] == r.rows_accepted
 
-    client = MlflowClient(tracking_uri=mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     champion = client.get_model_version_by_alias("mlpipe-fraud", "champion")
     assert {r.model_version for r in preds.select("model_version").distinct().collect()} == {
         str(champion.version)

@@ -121,7 +121,9 @@ def _day(spark: SparkSession, path: str, day: dt.date) -> DataFrame:
 
 def _champion(cfg: AppConfig) -> str:
     """The registry's champion version, read with a client of our own."""
-    client = MlflowClient(tracking_uri=cfg.mlflow.tracking_uri)
+    client = MlflowClient(
+        tracking_uri=cfg.mlflow.tracking_uri, registry_uri=cfg.mlflow.tracking_uri
+    )
     return str(client.get_model_version_by_alias("mlpipe-fraud", "champion").version)
 
 

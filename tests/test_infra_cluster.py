@@ -131,7 +131,7 @@ def test_check_runs_on_the_standalone_cluster(
     # The run is on the tracking server, in the check's experiment.
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     experiment = client.get_experiment_by_name("mlpipe/_check")
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])

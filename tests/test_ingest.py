@@ -257,8 +257,6 @@ def test_columns_in_another_order_are_read_by_name(spark: SparkSession, tmp_path
         ignore_row_order=True,
         ignore_nullable=True,
     )
-    # No feature section (nor a keyless one): nothing reads record numbers, none are made.
-    assert "_source_row" not in read_delta(spark, PipelinePaths.of(cfg).bronze("tx")).columns
 
 
 def test_unexpected_column_fails_the_run_and_writes_nothing(
@@ -408,3 +406,28 @@ def test_parquet_source(spark: SparkSession, tmp_path: Path) -> None:
     )
     assert_df_equality(got, expected, ignore_nullable=True)
     assert entry.quarantined_by_reason == {"out_of_range": 1}
+
+
+def test_rows_are_numbered_in_their_file_unless_the_features_declare_a_key(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A keyed row is known by its key: its record number would cost a pass and serve nothing."""
+    keyed = make_config(
+        tmp_path / "keyed",
+        SPEC.format(fmt="csv", options="{header: true}", evolution="fail")
+        + "features: {key: [id], event_time: ts}\n",
+    )
+    plain = config_for(tmp_path / "plain")
+    for cfg in (keyed, plain):
+        drop(
+            cfg, "a.csv", [HEADER, "1,1.0,a,1,2026-01-01 00:00:00", "2,2.0,b,2,2026-01-01 00:00:00"]
+        )
+        run_ingest(spark, cfg, run_date=RUN_DATE, run_id="run-1")
+    assert "_source_row" not in read_delta(spark, PipelinePaths.of(keyed).bronze("tx")).columns
+    numbers = read_delta(spark, PipelinePaths.of(plain).bronze("tx")).select("id", "_source_row")
+    assert_df_equality(
+        numbers,
+        spark.createDataFrame([("1", 1), ("2", 2)], "id STRING, _source_row LONG"),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )

@@ -17,11 +17,12 @@ from pipeline.config import AppConfig
 from pipeline.model.registry import GateInputs, _beats_baseline, champion_version, current_champion
 from pipeline.names import EVENT_DATE, LABEL
 from pipeline.paths import PipelinePaths
-from pipeline.tracking import configure_mlflow
 from pipeline.train.runner import run_train
-from tests.helpers import assert_config_refused, make_config
+from tests.helpers import assert_config_refused, tracked_config
 
 RUN_DATE = dt.date(2026, 3, 1)
+
+pytestmark = pytest.mark.algorithms
 
 SPEC = """
 name: {name}
@@ -91,18 +92,7 @@ def feature_table(spark: SparkSession, cfg: AppConfig) -> None:
 
 
 def world(tmp_path: Path, name: str, params: str = GOOD) -> AppConfig:
-    cfg = make_config(
-        tmp_path,
-        SPEC.format(name=name, params=params),
-        name=name,
-        overrides=[
-            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-            f"mlflow.artifact_location={tmp_path}/artifacts",
-            f"storage.reports={tmp_path}/reports",
-        ],
-    )
-    configure_mlflow(cfg.mlflow)
-    return cfg
+    return tracked_config(tmp_path, SPEC.format(name=name, params=params), name)
 
 
 def test_explicit_ratings_are_predicted_measured_by_rmse_and_ranked_on_good_ratings_only(

@@ -75,7 +75,9 @@ def test_a_secret_from_the_environment_reaches_no_output_of_a_multi_day_run(
     assert run.returncode == 0, run.stderr[-4000:]
 
     # The run did use the URI with the password: its model is in the server's registry.
-    client = MlflowClient(tracking_uri=mlflow_server_info.tracking_uri)
+    # (the registry named too: another test of this process may have set a default one)
+    server = mlflow_server_info.tracking_uri
+    client = MlflowClient(tracking_uri=server, registry_uri=server)
     assert client.get_registered_model("mlpipe-nt").aliases.get("champion")
     assert (tmp_path / "reports").is_dir()
 

@@ -12,12 +12,16 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, model_validator
 
 from pipeline.config.base import Frozen, Identifier, KeyedError
-from pipeline.config.sources import SourceSpec
-from pipeline.config.stages import (
+from pipeline.config.choices import (
     CLASSIFICATION_METRICS,
+    CLASSIFIER_ALGORITHMS,
     RANKING_METRICS,
     RATING_METRICS,
     REGRESSION_METRICS,
+    REGRESSOR_ALGORITHMS,
+)
+from pipeline.config.sources import SourceSpec
+from pipeline.config.stages import (
     Duration,
     FeatureSpec,
     ModelInputSpec,
@@ -217,7 +221,17 @@ class PipelineSpec(Frozen):
                             f"recommend.feedback: {self.recommend.feedback} (the feedback sets "
                             "it: leave implicitPrefs out)",
                         )
+        fitting = {
+            "binary_classification": CLASSIFIER_ALGORITHMS,
+            "regression": REGRESSOR_ALGORITHMS,
+        }.get(self.task)
         for i, c in enumerate(train.candidates):
+            if fitting is not None and c.algorithm != "als" and c.algorithm not in fitting:
+                raise KeyedError(
+                    f"train.candidates.{i}.algorithm",
+                    f"candidate '{c.name}': algorithm '{c.algorithm}' does not apply to a "
+                    f"{self.task} task (choose one of {', '.join(fitting)})",
+                )
             if (c.algorithm == "als") != ranking:
                 raise KeyedError(
                     f"train.candidates.{i}.algorithm",

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from pipeline.config.base import Frozen, Identifier
+from pipeline.config.choices import Algorithm, Metric
 from pipeline.names import EVENT_DATE
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -305,20 +306,11 @@ class RebalanceSpec(Frozen):
 
 
 class CandidateSpec(Frozen):
-    """One algorithm and its hyperparameter grid (MLlib parameter names)."""
+    """One algorithm and its hyperparameter grid (the estimator's parameter names: MLlib's, or
+    xgboost.spark's for the xgboost algorithms)."""
 
     name: Identifier
-    algorithm: Literal[
-        "logistic_regression",
-        "random_forest",
-        "gbt",
-        "linear_svc",
-        "naive_bayes",
-        "linear_regression",
-        "random_forest_regressor",
-        "gbt_regressor",
-        "als",
-    ]
+    algorithm: Algorithm
     params: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 
@@ -328,25 +320,6 @@ class CandidateSpec(Frozen):
             if not values:
                 raise ValueError(f"grid.{key} must list at least one value")
         return self
-
-
-Metric = Literal[
-    "areaUnderPR",
-    "areaUnderROC",
-    "f1",
-    "accuracy",
-    "rmse",
-    "mae",
-    "r2",
-    "ndcg_at_k",
-    "map_at_k",
-    "precision_at_k",
-    "recall_at_k",
-]
-CLASSIFICATION_METRICS = ("areaUnderPR", "areaUnderROC", "f1", "accuracy")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-RANKING_METRICS = ("ndcg_at_k", "map_at_k", "precision_at_k", "recall_at_k")
-RATING_METRICS = ("rmse", "mae")  # recommendation with explicit feedback
 
 
 class SearchSpec(Frozen):

@@ -74,9 +74,10 @@ def run_ingest(
     paths = PipelinePaths.of(config)
     entries: list[LedgerEntry] = []
     ttl = config.storage.lease_ttl_seconds
-    # Records are numbered in their file only where rows are known by it (features without a
-    # key): numbering costs a pass over the batch that keyed rows never use.
-    numbered = spec.features is not None and spec.features.key is None
+    # Records are numbered in their file unless the features declare a key: keyed rows never
+    # use the numbers, which cost an aggregation and a join per batch. (Without a features
+    # section they are kept, so features added later without a key can still know each row.)
+    numbered = spec.features is None or spec.features.key is None
     with tables_lease(spark, paths, ttl, command="ingest", run_id=run_id):
         for name, source in spec.sources.items():
             entry = LedgerEntry(

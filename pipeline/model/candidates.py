@@ -4,24 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.config.choices import CLASSIFIER_ALGORITHMS, REGRESSOR_ALGORITHMS
 from pipeline.config.stages import CandidateSpec
 from pipeline.errors import ConfigError
 from pipeline.model.preprocess import FEATURES
 from pipeline.names import LABEL
 
-CLASSIFIERS = ("logistic_regression", "random_forest", "gbt", "linear_svc", "naive_bayes")
-REGRESSORS = ("linear_regression", "random_forest_regressor", "gbt_regressor")
+CLASSIFIERS = CLASSIFIER_ALGORITHMS
+REGRESSORS = REGRESSOR_ALGORITHMS
+XGBOOST = ("xgboost", "xgboost_regressor")
 _SEEDED = ("random_forest", "gbt", "random_forest_regressor", "gbt_regressor")
-_WEIGHTED = (
-    "logistic_regression",
-    "random_forest",
-    "gbt",
-    "linear_svc",
-    "naive_bayes",
-    "linear_regression",
-    "random_forest_regressor",
-    "gbt_regressor",
-)
+# Every MLlib classifier and regressor takes a weight column (XGBoost's is given when it is built).
+_WEIGHTED = tuple(a for a in (*CLASSIFIERS, *REGRESSORS) if a not in XGBOOST)
 
 
 def make_estimator(
@@ -68,6 +62,14 @@ def make_estimator(
             blocks = max(1, session.sparkContext.defaultParallelism)
             estimator.setNumUserBlocks(blocks).setNumItemBlocks(blocks)
         return _set_params(estimator, candidate, params, where, "ALS")
+    if candidate.algorithm in XGBOOST:
+        return _set_params(
+            _xgboost(candidate.algorithm, seed=seed, weight_col=weight_col),
+            candidate,
+            params,
+            where,
+            "SparkXGBClassifier" if candidate.algorithm == "xgboost" else "SparkXGBRegressor",
+        )
     classes = {
         "logistic_regression": LogisticRegression,
         "random_forest": RandomForestClassifier,
@@ -95,6 +97,39 @@ def make_estimator(
     return _set_params(estimator, candidate, params, where, cls.__name__)
 
 
+def _xgboost(algorithm: str, *, seed: int, weight_col: str | None) -> Any:
+    """XGBoost's own Spark estimator on the preprocessing stages' vector: one worker per task
+    slot (each a Spark task that trains on its partition, joined by XGBoost's allreduce),
+    histogram trees, the run's seed."""
+    try:
+        from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
+    except ImportError as exc:  # a cluster whose executors' environment lacks it
+        raise ConfigError(
+            f"algorithm '{algorithm}' needs the xgboost package (xgboost-cpu) in this "
+            "environment and on every executor (docs/CLUSTER.md)"
+        ) from exc
+    from pyspark.sql import SparkSession
+
+    # A barrier stage of num_workers tasks must all run at once: one per task slot the session
+    # has now (not the default parallelism, which may exceed the slots and would then wait for
+    # ever). `num_workers` in the candidate's params overrides it.
+    from xgboost.spark.utils import _get_max_num_concurrent_tasks
+
+    session = SparkSession.getActiveSession()
+    slots = _get_max_num_concurrent_tasks(session.sparkContext) if session is not None else 1
+    workers = max(1, slots)
+    cls = SparkXGBClassifier if algorithm == "xgboost" else SparkXGBRegressor
+    kwargs: dict[str, Any] = {"weight_col": weight_col} if weight_col else {}
+    return cls(
+        features_col=FEATURES,
+        label_col=LABEL,
+        num_workers=workers,
+        random_state=seed,
+        tree_method="hist",
+        **kwargs,
+    )
+
+
 def _set_params(
     estimator: Any, candidate: CandidateSpec, params: dict[str, Any], where: str, cls_name: str
 ) -> Any:
@@ -112,7 +147,11 @@ def _set_params(
 def model_summary(model: Any, names: list[str]) -> dict[str, float]:
     """Feature importances (trees) or coefficients (linear models) under the feature names."""
     values: list[float] | None = None
-    if hasattr(model, "featureImportances"):
+    if hasattr(model, "get_feature_importances"):  # XGBoost: gain per feature, f0, f1, ...
+        gains = model.get_feature_importances(importance_type="gain")
+        total = sum(gains.values()) or 1.0
+        values = [float(gains.get(f"f{i}", 0.0)) / total for i in range(len(names))]
+    elif hasattr(model, "featureImportances"):
         values = [float(v) for v in model.featureImportances.toArray()]
     elif hasattr(model, "coefficients"):
         values = [float(v) for v in model.coefficients.toArray()]

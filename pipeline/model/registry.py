@@ -52,13 +52,17 @@ class GateInputs:
     baseline: tuple[str, float] | None = None
 
 
-def pip_requirements() -> list[str]:
-    """Explicit requirements: inferring them costs ~14 s per logged model."""
+def pip_requirements(model: PipelineModel | None = None) -> list[str]:
+    """Explicit requirements: inferring them costs ~14 s per logged model. A model with an
+    XGBoost stage also needs the xgboost package to load."""
     from importlib.metadata import version
 
-    return [
-        f"{name}=={version(name)}" for name in ("pyspark", "mlflow", "pandas", "pyarrow", "numpy")
-    ]
+    names = ["pyspark", "mlflow", "pandas", "pyarrow", "numpy"]
+    if model is not None and any(
+        type(stage).__module__.startswith("xgboost") for stage in model.stages
+    ):
+        names.append("xgboost-cpu")
+    return [f"{name}=={version(name)}" for name in names]
 
 
 def package_dir() -> Path:
@@ -106,7 +110,7 @@ def log_and_register(
         artifact_path="model",
         registered_model_name=name,
         signature=signature,
-        pip_requirements=pip_requirements(),
+        pip_requirements=pip_requirements(model),
         # Custom stages (e.g. rare-category grouping) live in this package: ship it with the model.
         code_paths=[str(package_dir())],
     )

@@ -19,14 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pipeline.config.choices import RATING_METRICS
 from pipeline.config.models import PipelineSpec
-from pipeline.config.stages import (
-    RATING_METRICS,
-    CandidateSpec,
-    FeatureSpec,
-    RecommendSpec,
-    TrainSpec,
-)
+from pipeline.config.stages import CandidateSpec, FeatureSpec, RecommendSpec, TrainSpec
 from pipeline.errors import RunError
 from pipeline.model import bootstrap, ranking, sampling
 from pipeline.model.candidates import make_estimator

@@ -93,7 +93,7 @@ Measure = Callable[[Context, "AppConfig", "SparkSession | None"], Quality]
 class Case:
     measure: Measure
     spark: bool
-    config: str  # "lr", "gbt" or "fraud"
+    config: str  # "lr", "gbt", "xgb" or "fraud"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,7 +300,8 @@ def train_sklearn(ctx: Context, config: AppConfig, spark: SparkSession | None) -
 
 
 def train_gbt_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
-    """Our refit path with a GBT candidate (preprocessing + GBTClassifier) and test AUC."""
+    """Our refit path with the config's one tree candidate (preprocessing + MLlib's GBT, or
+    XGBoost's Spark estimator) and test AUC."""
     from pipeline.model.evaluate import binary_metrics
     from pipeline.session import parallelism
     from pipeline.train.search import GridResult, grid_points
@@ -508,6 +509,7 @@ CASES: dict[str, Case] = {
     "train_sklearn": Case(train_sklearn, False, "lr"),
     "train_gbt_ours": Case(train_gbt_ours, True, "gbt"),
     "train_gbt_sklearn": Case(train_gbt_sklearn, False, "gbt"),
+    "train_xgb": Case(train_gbt_ours, True, "xgb"),
     "score_ours": Case(score_ours, True, "lr"),
     "score_spark_udf": Case(score_spark_udf, True, "lr"),
     "score_io_floor": Case(score_io_floor, True, "lr"),

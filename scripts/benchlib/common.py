@@ -32,6 +32,13 @@ LR_MAX_ITER = 100
 # binning; MLlib's default is 32). At a rate of 0.1, MLlib's first-order leaf values left it 0.007 of
 # AUC behind after 50 trees; at 0.3 both are better and level (see docs/PERFORMANCE.md).
 GBT_PARAMS: dict[str, Any] = {"maxDepth": 5, "maxIter": 50, "stepSize": 0.3, "maxBins": 255}
+# The same trees in XGBoost's names: depth, rounds, learning rate, histogram bins.
+XGB_PARAMS: dict[str, Any] = {
+    "max_depth": GBT_PARAMS["maxDepth"],
+    "n_estimators": GBT_PARAMS["maxIter"],
+    "learning_rate": GBT_PARAMS["stepSize"],
+    "max_bin": GBT_PARAMS["maxBins"],
+}
 # Grid points evaluated at a time in our CV (scikit-learn runs with n_jobs = the cores, too).
 CV_PARALLELISM = 2
 SCORE_REG_PARAM = 0.01  # the model the scoring measurements load (fitted once by the set-up)
@@ -44,7 +51,8 @@ def _yaml_list(values: list[str]) -> str:
 
 
 def pipeline_yaml(kind: str, features_table: str) -> str:
-    """The `bench` pipeline spec: logistic regression with the 4-point grid, or one GBT point."""
+    """The `bench` pipeline spec: logistic regression with the 4-point grid, or one GBT or
+    XGBoost point."""
     if kind == "lr":
         grid = ", ".join(str(v) for v in REG_PARAMS)
         candidate = (
@@ -54,6 +62,9 @@ def pipeline_yaml(kind: str, features_table: str) -> str:
     elif kind == "gbt":
         params = ", ".join(f"{k}: {v}" for k, v in GBT_PARAMS.items())
         candidate = f"{{name: gbt, algorithm: gbt, params: {{{params}}}}}"
+    elif kind == "xgb":
+        params = ", ".join(f"{k}: {v}" for k, v in XGB_PARAMS.items())
+        candidate = f"{{name: xgb, algorithm: xgboost, params: {{{params}}}}}"
     else:
         raise ValueError(f"unknown kind {kind}")
     return textwrap.dedent(
