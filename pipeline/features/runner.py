@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pipeline.config.models import AppConfig
-from pipeline.config.stages import FeatureSpec, duration_seconds
+from pipeline.config.stages import ROW_ID, FeatureSpec, duration_seconds
 from pipeline.errors import RunError
 from pipeline.faults import crash_point
 from pipeline.features.transforms import (
@@ -62,18 +62,14 @@ def build_features(
     paths: PipelinePaths,
     spec: FeatureSpec,
     *,
-    source: str,
+    bronze: DataFrame,
     first: dt.date,
     last: dt.date,
-    bronze_version: int | None = None,
-    test_sources: Mapping[str, int | None] | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """(bronze rows of the dates, feature rows of the dates) — lazily, nothing is computed here.
 
-    `source` is the bronze table the features come from, at `bronze_version`; `test_sources`
-    (name: version) are the bronze tables of the sources a source split names as the test set,
-    whose rows join the same feature table. The feature rows still carry bronze's metadata
-    columns (`_source_file`, ...), which the feature table leaves out.
+    `bronze` is what the features come from (`read_bronze`). The feature rows still carry
+    bronze's metadata columns (`_source_file`, ...), which the feature table leaves out.
     """
     from pyspark.sql import functions as F
 
@@ -82,7 +78,6 @@ def build_features(
     )
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
 
-    bronze = read_bronze(spark, paths, spec, source, bronze_version, test_sources)
     time = spec.time_column
     in_range = bronze.where((F.col(time) >= F.lit(history_start)) & (F.col(time) < F.lit(end)))
     target_bronze = with_event_date(in_range, time).where(F.col(EVENT_DATE) >= F.lit(first))
@@ -226,19 +221,13 @@ def _write_features(
     bronze_path = paths.bronze(source)
     bronze_version = table_version(spark, bronze_path)
     given = {name: table_version(spark, paths.bronze(name)) for name in test_sources}
+    # Read (and, without a key, its record numbers checked) once for both uses below.
+    bronze = read_bronze(spark, paths, spec, source, bronze_version, given)
     target_bronze, features = build_features(
-        spark,
-        paths,
-        spec,
-        source=source,
-        first=first,
-        last=last,
-        bronze_version=bronze_version,
-        test_sources=given,
+        spark, paths, spec, bronze=bronze, first=first, last=last
     )
-    untimed = untimed_rows(
-        read_bronze(spark, paths, spec, source, bronze_version, given), spec, last
-    ).persist()
+    # (quarantined as bronze holds them: without the row id the features add)
+    untimed = untimed_rows(bronze.drop(ROW_ID), spec, last).persist()
     target_bronze = target_bronze.persist()
     in_range, without_time = target_bronze.count(), untimed.count()
     entry.rows_read = in_range + without_time

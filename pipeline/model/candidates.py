@@ -10,12 +10,10 @@ from pipeline.errors import ConfigError
 from pipeline.model.preprocess import FEATURES
 from pipeline.names import LABEL
 
-CLASSIFIERS = CLASSIFIER_ALGORITHMS
-REGRESSORS = REGRESSOR_ALGORITHMS
 XGBOOST = ("xgboost", "xgboost_regressor")
 _SEEDED = ("random_forest", "gbt", "random_forest_regressor", "gbt_regressor")
 # Every MLlib classifier and regressor takes a weight column (XGBoost's is given when it is built).
-_WEIGHTED = tuple(a for a in (*CLASSIFIERS, *REGRESSORS) if a not in XGBOOST)
+_WEIGHTED = tuple(a for a in (*CLASSIFIER_ALGORITHMS, *REGRESSOR_ALGORITHMS) if a not in XGBOOST)
 
 
 def make_estimator(
