@@ -121,11 +121,11 @@ class LedgerEntry:
         }
 
     def to_json(self) -> str:
-        """The entry as JSON (kept where a crash cannot lose it before the row is written)."""
+        """The entry as JSON (kept where a crash cannot lose it before the row is written), its
+        message redacted as the row's is."""
         row = self.as_row() | {"finished_at": None, "duration_s": None}
         row["started_at"] = self.started_at.isoformat()
         row["run_date"] = None if self.run_date is None else self.run_date.isoformat()
-        row["message"] = self.message  # redacted when it becomes a row
         return json.dumps(row, sort_keys=True)
 
     @classmethod
