@@ -77,8 +77,11 @@ format: setup
 # every repetition in a fresh process; writes BENCHMARKS.md. BENCH_ARGS="--quick" is a smoke run,
 # BENCH_ARGS="--rows 1000000" the sizes the targets are stated at (scripts/bench.py --help).
 BENCH_ARGS ?=
+# The backfill benchmark: one pass against night by night (scripts/bench_backfill.py --help).
+BENCH_BACKFILL_ARGS ?=
 bench: setup
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+	$(PY) scripts/bench_backfill.py $(BENCH_BACKFILL_ARGS)
 
 # Local services for cluster runs (docs/CLUSTER.md): state, logs and pid files under var/.
 hdfs-start:

@@ -39,7 +39,7 @@ from pipeline.names import SOURCE_FILE as SOURCE_FILE_COLUMN
 from pipeline.paths import PipelinePaths
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,54 @@ def _with_row_ids(bronze: DataFrame, bronze_path: str) -> DataFrame:
     return with_row_id(bronze, source_file=SOURCE_FILE, source_row=SOURCE_ROW)
 
 
+def store_features(
+    features: DataFrame, paths: PipelinePaths, *, first: dt.date, last: dt.date
+) -> None:
+    """Replace the feature table's event dates `first`..`last` with `features` (bronze's metadata
+    columns left out, the landing file kept) in one atomic commit."""
+    from pyspark.sql import functions as F
+
+    # The landing file stays with the row: a source split picks test rows by it, and a
+    # prediction can be traced back to its file.
+    if SOURCE_FILE_COLUMN not in features.columns:  # a source's own column of that name wins
+        features = features.withColumn(SOURCE_FILE_COLUMN, F.col(SOURCE_FILE))
+    metadata = [c for c in features.columns if c.startswith("_")]
+    predicate = f"{EVENT_DATE} >= '{first}' AND {EVENT_DATE} <= '{last}'"
+    overwrite_where(
+        features.drop(*metadata),
+        paths.features,
+        predicate,
+        partition_by=[EVENT_DATE],
+        merge_schema=True,  # a table written before rows kept their file gains the column
+    )
+
+
+def quarantine_records(
+    rows: DataFrame, reason: str, detail: str, *, run_date: Column | None = None
+) -> DataFrame:
+    """Feature-stage rows refused for `reason`, as quarantine records (their data as JSON); with
+    `run_date`, each record's run date too."""
+    from pyspark.sql import functions as F
+
+    data = [c for c in rows.columns if not c.startswith("_") and c not in (EVENT_DATE, LABEL)]
+    return rows.select(
+        F.to_json(F.struct(*[F.col(f"`{c}`") for c in data])).alias("raw_record"),
+        F.col("_source_file").alias("source_file"),
+        F.lit(reason).alias("reason"),
+        F.lit(detail).alias("detail"),
+        *([] if run_date is None else [run_date.cast("date").alias("run_date")]),
+    )
+
+
+def untimed_detail(spec: FeatureSpec) -> str:
+    return f"{spec.time_column} is empty: the row belongs to no event date"
+
+
+def unknown_label_detail(spec: FeatureSpec) -> str:
+    assert spec.label is not None
+    return f"{spec.label.column} is neither a positive nor a negative label value"
+
+
 def run_features(
     spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
 ) -> LedgerEntry:
@@ -197,12 +245,16 @@ def untimed_rows(bronze: DataFrame, spec: FeatureSpec, run_date: dt.date) -> Dat
     to no event date, so no feature row can be made of them."""
     from pyspark.sql import functions as F
 
-    ingested_on = (
-        F.coalesce(F.col("_run_date"), F.to_date("_ingested_at"))
-        if "_run_date" in bronze.columns
-        else F.to_date("_ingested_at")  # bronze written before rows carried their run date
-    )
-    return bronze.where(F.col(spec.time_column).isNull() & (ingested_on == F.lit(run_date)))
+    return bronze.where(F.col(spec.time_column).isNull() & (ingest_date(bronze) == F.lit(run_date)))
+
+
+def ingest_date(bronze: DataFrame) -> Column:
+    """The run date of the ingest batch that brought each bronze row."""
+    from pyspark.sql import functions as F
+
+    if "_run_date" in bronze.columns:
+        return F.coalesce(F.col("_run_date"), F.to_date("_ingested_at"))
+    return F.to_date("_ingested_at")  # bronze written before rows carried their run date
 
 
 def _write_features(
@@ -261,19 +313,7 @@ def _write_features(
             )
             entry.drop(UNKNOWN_LABEL, quarantined.count())
             features = features.where(~unknown)
-        # The landing file stays with the row: a source split picks test rows by it, and a
-        # prediction can be traced back to its file.
-        if SOURCE_FILE_COLUMN not in features.columns:  # a source's own column of that name wins
-            features = features.withColumn(SOURCE_FILE_COLUMN, F.col(SOURCE_FILE))
-        metadata = [c for c in features.columns if c.startswith("_")]
-        predicate = f"{EVENT_DATE} >= '{first}' AND {EVENT_DATE} <= '{last}'"
-        overwrite_where(
-            features.drop(*metadata),
-            paths.features,
-            predicate,
-            partition_by=[EVENT_DATE],
-            merge_schema=True,  # a table written before rows kept their file gains the column
-        )
+        store_features(features, paths, first=first, last=last)
         crash_point("features.after_write")
         written = read_delta(spark, paths.features).where(
             (F.col(EVENT_DATE) >= F.lit(first)) & (F.col(EVENT_DATE) <= F.lit(last))
@@ -297,27 +337,10 @@ def _quarantine(
 ) -> None:
     """Replace the date's quarantined feature rows (a rerun never doubles them): rows without an
     event time, and rows whose label value is in neither declared list."""
-    from pyspark.sql import functions as F
-
-    def records(rows: DataFrame, reason: str, detail: str) -> DataFrame:
-        data = [c for c in rows.columns if not c.startswith("_") and c not in (EVENT_DATE, LABEL)]
-        return rows.select(
-            F.to_json(F.struct(*[F.col(f"`{c}`") for c in data])).alias("raw_record"),
-            F.col("_source_file").alias("source_file"),
-            F.lit(reason).alias("reason"),
-            F.lit(detail).alias("detail"),
-        )
-
-    frame = records(
-        untimed, NULL_EVENT_TIME, f"{spec.time_column} is empty: the row belongs to no event date"
-    )
+    frame = quarantine_records(untimed, NULL_EVENT_TIME, untimed_detail(spec))
     if unlabelled is not None and spec.label is not None:
         frame = frame.unionByName(
-            records(
-                unlabelled,
-                UNKNOWN_LABEL,
-                f"{spec.label.column} is neither a positive nor a negative label value",
-            )
+            quarantine_records(unlabelled, UNKNOWN_LABEL, unknown_label_detail(spec))
         )
     replace_date_quarantine(
         frame,

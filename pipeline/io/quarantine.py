@@ -51,14 +51,43 @@ def append_quarantine(rows: DataFrame, path: str, *, app_id: str, version: int) 
 def replace_quarantine(rows: DataFrame, path: str, *, source: str, run_date: dt.date) -> None:
     """Replace what a stage quarantined for a run date (its rows of `source` and `run_date`) with
     `rows`, in one atomic commit: a rerun of the date leaves exactly its latest rows."""
+    _replace(rows, path, f"source = '{source}' AND run_date = '{run_date}'")
+
+
+def replace_dates_quarantine(
+    records: DataFrame,
+    path: str,
+    *,
+    pipeline: str,
+    source: str,
+    run_ids: str,
+    first: dt.date,
+    last: dt.date,
+) -> None:
+    """`replace_date_quarantine` for every run date `first`..`last` in one commit: `records` carry
+    their `run_date`; each row's run id is `run_ids` followed by `-` and its run date (the run id
+    of that date's stage in a one-pass backfill)."""
+    from pyspark.sql import functions as F
+
+    rows = records.select(
+        *RECORD_COLUMNS,
+        F.lit(pipeline).alias("pipeline"),
+        F.lit(source).alias("source"),
+        F.concat(F.lit(f"{run_ids}-"), F.col("run_date").cast("string")).alias("run_id"),
+        F.lit(0).cast("long").alias("batch_id"),
+        F.col("run_date").cast("date").alias("run_date"),
+        F.current_timestamp().alias("quarantined_at"),
+    )
+    _replace(rows, path, f"source = '{source}' AND run_date >= '{first}' AND run_date <= '{last}'")
+
+
+def _replace(rows: DataFrame, path: str, predicate: str) -> None:
     if not is_delta_table(rows.sparkSession, path):
         if rows.limit(1).count() == 0:
             return  # nothing to keep, and no table to replace in
         rows.write.format("delta").mode("append").save(path)
         return
-    rows.write.format("delta").mode("overwrite").option(
-        "replaceWhere", f"source = '{source}' AND run_date = '{run_date}'"
-    ).save(path)
+    rows.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(path)
 
 
 def replace_date_quarantine(

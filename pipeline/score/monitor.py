@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config.stages import MonitorSpec
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 _EPS = 1e-4  # floor for empty bins, so PSI stays finite
 
@@ -78,6 +78,120 @@ def psi_by_column(
     edges = _edges(ref, columns, bins)
     ref_counts, cur_counts = binned_counts(ref, edges), binned_counts(cur, edges)
     return {c: psi(ref_counts[c], cur_counts[c]) for c in columns}
+
+
+def psi_by_column_per(
+    reference: DataFrame,
+    current: DataFrame,
+    columns: Sequence[str],
+    by: str,
+    *,
+    keys: Sequence[Any],
+    bins: int = 10,
+) -> dict[Any, dict[str, float]]:
+    """`psi_by_column` for each of the `keys` (values of `current`'s column `by`, e.g. its run
+    dates), in one job for the reference and one for all the keys: the edges are the
+    reference's, as there."""
+    from pyspark.sql import functions as F
+
+    if not columns:
+        return {}
+    ref = reference.select(*[F.col(c).cast("double").alias(c) for c in columns])
+    cur = current.select(by, *[F.col(c).cast("double").alias(c) for c in columns])
+    edges = _edges(ref, columns, bins)
+    ref_counts = binned_counts(ref, edges)
+    parts = []
+    for col, inner in edges.items():
+        parts.append(F.struct(F.lit(col).alias("c"), _bucket(F.col(col), inner).alias("b")))
+    rows = (
+        cur.select(by, F.explode(F.array(*parts)).alias("x"))
+        .where(F.col("x.b").isNotNull())
+        .groupBy(by, "x.c", "x.b")
+        .count()
+        .collect()
+    )
+    counts = {key: {c: [0.0] * (len(inner) + 1) for c, inner in edges.items()} for key in keys}
+    for r in rows:
+        if r[by] in counts:
+            counts[r[by]][r["c"]][r["b"]] = float(r["count"])
+    return {key: {c: psi(ref_counts[c], per[c]) for c in columns} for key, per in counts.items()}
+
+
+def _bucket(value: Column, inner: Sequence[float]) -> Column:
+    """The bin of `value` among the sorted inner edges (null for null), as `binned_counts`."""
+    from pyspark.sql import functions as F
+
+    bucket = F.lit(0)
+    for i, edge in enumerate(inner):
+        bucket = F.when(value > F.lit(edge), F.lit(i + 1)).otherwise(bucket)
+    return F.when(value.isNotNull(), bucket)
+
+
+def score_psi_by_date(
+    predictions: DataFrame, dates: Sequence[Any], *, days: int = 7, bins: int = 10
+) -> dict[Any, float]:
+    """For each run date D of `dates`, the PSI of D's scores against the scores of the `days`
+    dates before D (deciles of those), as a night's scoring computes it; dates with no earlier
+    scores are left out. One job for the edges of every date, one for the counts."""
+    import datetime as dt
+
+    from pyspark.sql import functions as F
+
+    if not dates:
+        return {}
+    lo, hi = min(dates), max(dates)
+    scores = predictions.select(
+        F.col("run_date").alias("_d0"), F.col("score").cast("double").alias("score")
+    ).where(F.col("score").isNotNull())
+    earlier = (
+        scores.where(
+            (F.col("_d0") >= F.lit(lo - dt.timedelta(days=days))) & (F.col("_d0") < F.lit(hi))
+        )
+        .withColumn("_d", F.explode(F.sequence(F.date_add("_d0", 1), F.date_add("_d0", days))))
+        .where(F.col("_d").isin(*dates))
+    )
+    probs = [i / bins for i in range(1, bins)]
+    edges = {
+        r["_d"]: sorted(set(r["q"]))
+        for r in earlier.groupBy("_d")
+        .agg(F.percentile_approx("score", probs, 1000).alias("q"))
+        .collect()
+    }
+    if not edges:
+        return {}
+    spark = predictions.sparkSession
+    table = spark.createDataFrame(
+        [(d, e) for d, e in edges.items()], "_d date, _edges array<double>"
+    )
+    current = scores.where(F.col("_d0").isin(*edges)).withColumnRenamed("_d0", "_d")
+    bucket = F.size(F.filter("_edges", lambda e: F.col("score") > e))
+    rows = (
+        earlier.select("_d", "score")
+        .withColumn("_which", F.lit("e"))
+        .unionByName(current.withColumn("_which", F.lit("c")))
+        .join(F.broadcast(table), "_d")
+        .groupBy("_d", "_which", bucket.alias("b"))
+        .count()
+        .collect()
+    )
+    counts = {(d, w): [0.0] * (len(e) + 1) for d, e in edges.items() for w in ("e", "c")}
+    for r in rows:
+        counts[(r["_d"], r["_which"])][r["b"]] = float(r["count"])
+    return {d: psi(counts[(d, "e")], counts[(d, "c")]) for d in edges}
+
+
+def null_rates_by(df: DataFrame, columns: Sequence[str], by: str) -> dict[Any, dict[str, float]]:
+    """`null_rates` for each value of column `by`, in one aggregation."""
+    from pyspark.sql import functions as F
+
+    if not columns:
+        return {}
+    rows = (
+        df.groupBy(by)
+        .agg(*[F.avg(F.col(c).isNull().cast("double")).alias(c) for c in columns])
+        .collect()
+    )
+    return {r[by]: {c: float(r[c] or 0.0) for c in columns} for r in rows}
 
 
 def null_rates(df: DataFrame, columns: Sequence[str]) -> dict[str, float]:

@@ -32,7 +32,7 @@ def predictions_frame(
     version: str,
     mlflow_run_id: str,
     features_version: int,
-    run_date: dt.date,
+    run_date: dt.date | Column,
     classification: bool,
 ) -> DataFrame:
     """Select the prediction row: keys, score, label at the stored threshold, and lineage.
@@ -55,15 +55,25 @@ def predictions_frame(
         F.lit(mlflow_run_id).alias("mlflow_run_id"),
         F.lit(features_version).cast("long").alias("features_version"),
         F.current_timestamp().alias("scored_at"),
-        F.lit(run_date).cast("date").alias(RUN_DATE),
+        (F.lit(run_date) if isinstance(run_date, dt.date) else run_date)
+        .cast("date")
+        .alias(RUN_DATE),
     )
 
 
-def write_predictions(df: DataFrame, path: str, run_date: dt.date, *, attempts: int = 4) -> None:
-    """Replace the run date's partition; retry when another date's write committed first."""
+def write_predictions(
+    df: DataFrame, path: str, run_date: dt.date, *, last: dt.date | None = None, attempts: int = 4
+) -> None:
+    """Replace the run date's partition (or those of `run_date`..`last`); retry when another
+    date's write committed first."""
+    predicate = (
+        f"{RUN_DATE} = '{run_date}'"
+        if last is None
+        else f"{RUN_DATE} >= '{run_date}' AND {RUN_DATE} <= '{last}'"
+    )
     for attempt in range(1, attempts + 1):
         try:
-            overwrite_where(df, path, f"{RUN_DATE} = '{run_date}'", partition_by=[RUN_DATE])
+            overwrite_where(df, path, predicate, partition_by=[RUN_DATE])
             return
         except Exception as exc:
             # Two dates scored at once touch disjoint partitions; only the table's creation or a

@@ -22,11 +22,39 @@ from pipeline.score.observe import log_monitoring, trailing_rows
 from pipeline.score.predictions import champion_and_features, count_today, write_predictions
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+    from pipeline.config.stages import RecommendSpec
+    from pipeline.model.registry import Champion
 
 log = logging.getLogger(__name__)
 
 COLD_START = "cold_start_user"  # the ledger's reason for a user the model has never seen
+
+
+def recommendation_rows(
+    ranked: DataFrame,
+    spec: RecommendSpec,
+    champ: Champion,
+    features_version: int,
+    run_date: Column,
+) -> DataFrame:
+    """The prediction rows of ranked recommendations (user, item, score, rank): one per (user,
+    rank), with the champion and feature-table version that made them."""
+    from pyspark.sql import functions as F
+
+    return ranked.select(
+        spec.user,
+        F.col(ranking.RANK).cast("int").alias("rank"),
+        spec.item,
+        F.col(ranking.SCORE).alias("score"),
+        F.lit(champ.name).alias("model_name"),
+        F.lit(champ.version).alias("model_version"),
+        F.lit(champ.run_id).alias("mlflow_run_id"),
+        F.lit(features_version).cast("long").alias("features_version"),
+        F.current_timestamp().alias("scored_at"),
+        run_date.cast("date").alias(RUN_DATE),
+    )
 
 
 def score_recommendations(
@@ -57,18 +85,7 @@ def score_recommendations(
     )
     n = ranking.fetch_size(seen, users, k, r)
     ranked = ranking.top_k(ranking.recommend(champ.model, users, n, r), seen, k, r)
-    predictions = ranked.select(
-        r.user,
-        F.col(ranking.RANK).cast("int").alias("rank"),
-        r.item,
-        F.col(ranking.SCORE).alias("score"),
-        F.lit(champ.name).alias("model_name"),
-        F.lit(champ.version).alias("model_version"),
-        F.lit(champ.run_id).alias("mlflow_run_id"),
-        F.lit(features_version).cast("long").alias("features_version"),
-        F.current_timestamp().alias("scored_at"),
-        F.lit(run_date).cast("date").alias(RUN_DATE),
-    )
+    predictions = recommendation_rows(ranked, r, champ, features_version, F.lit(run_date))
     log.info("writing recommendations for %s", run_date)
     write_predictions(predictions, paths.predictions, run_date)
     written = read_delta(spark, paths.predictions).where(F.col(RUN_DATE) == F.lit(run_date))

@@ -36,12 +36,16 @@ from pipeline.score.recommend import score_recommendations
 from pipeline.tracking import configure_mlflow
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+    from pipeline.config.models import PipelineSpec
+    from pipeline.config.stages import ModelInputSpec
+    from pipeline.model.registry import Champion
 
 log = logging.getLogger(__name__)
 
 
-def _non_finite(columns: list[str]) -> Column:
+def non_finite(columns: list[str]) -> Column:
     from pyspark.sql import functions as F
 
     cond = F.lit(False)
@@ -49,6 +53,70 @@ def _non_finite(columns: list[str]) -> Column:
         v = F.col(c).cast("double")
         cond = cond | (F.isnan(v) | (F.abs(v) == F.lit(float("inf"))))
     return F.coalesce(cond, F.lit(False))
+
+
+def score_keys(spec: PipelineSpec) -> list[str]:
+    """The columns a prediction row keeps to name its input row: the score keys (or the
+    feature key), the entity and the event time."""
+    features = spec.require_features()
+    keys = list(spec.score.keys or features.key_columns)
+    for extra in (features.entity, features.event_time):
+        if extra is not None and extra not in keys:
+            keys.append(extra)
+    return keys
+
+
+def score_rows(
+    spec: PipelineSpec,
+    champ: Champion,
+    rows: DataFrame,
+    model_spec: ModelInputSpec,
+    *,
+    keys: list[str],
+    features_version: int,
+    run_date: dt.date | Column,
+) -> tuple[DataFrame, DataFrame, str]:
+    """(prediction rows, rows refused for a NaN or infinite input, the path taken: compiled or
+    transform) of the champion on `rows` — lazily."""
+    # NaN or infinite inputs cannot be imputed meaningfully: quarantine those rows with a reason.
+    bad = non_finite(list(model_spec.numeric))
+    good_rows, bad_rows = rows.where(~bad), rows.where(bad)
+    classification = spec.task == "binary_classification"
+    scored, score, path = model_scores(
+        champ.model,
+        good_rows,
+        classification=classification,
+        compiled=spec.score.engine == "auto" and champ.tags.get(SCORING_TAG) == COMPILED,
+    )
+    predictions = predictions_frame(
+        scored,
+        score,
+        keys=keys,
+        threshold=champ.threshold,
+        model=champ.name,
+        version=champ.version,
+        mlflow_run_id=champ.run_id,
+        features_version=features_version,
+        run_date=run_date,
+        classification=classification,
+    )
+    return predictions, bad_rows, path
+
+
+def non_finite_records(
+    bad_rows: DataFrame, keys: list[str], inputs: list[str], *, run_date: Column | None = None
+) -> DataFrame:
+    """Quarantine records of rows refused for a NaN or infinite model input (with `run_date`,
+    each record's run date too)."""
+    from pyspark.sql import functions as F
+
+    return bad_rows.select(
+        F.to_json(F.struct(*[F.col(c) for c in keys + inputs])).alias("raw_record"),
+        F.lit(None).cast("string").alias("source_file"),
+        F.lit("non_finite_value").alias("reason"),
+        F.lit("a numeric model input is NaN or infinite").alias("detail"),
+        *([] if run_date is None else [run_date.cast("date").alias("run_date")]),
+    )
 
 
 def run_score(
@@ -82,7 +150,6 @@ def _score(
     from pyspark.sql import functions as F
 
     spec = config.require_pipeline()
-    features = spec.require_features()
     champ, features_version = champion_and_features(spark, spec, paths)
     rows = read_delta(spark, paths.features, features_version).where(
         F.col(EVENT_DATE) == F.lit(run_date)
@@ -92,48 +159,27 @@ def _score(
     missing = [c for c in inputs if c not in rows.columns]
     if missing:
         raise RunError(f"the feature table lacks the model's input column(s): {', '.join(missing)}")
-    keys = list(spec.score.keys or features.key_columns)
-    for extra in (features.entity, features.event_time):
-        if extra is not None and extra not in keys:
-            keys.append(extra)
+    keys = score_keys(spec)
 
     rows = rows.persist()
     if count_today(entry, rows, champ, features_version, f"no feature rows for {run_date}"):
         return
 
-    # NaN or infinite inputs cannot be imputed meaningfully: quarantine those rows with a reason.
-    bad = _non_finite(list(model_spec.numeric))
-    good_rows, bad_rows = rows.where(~bad), rows.where(bad)
-    classification = spec.task == "binary_classification"
-    scored, score, path = model_scores(
-        champ.model,
-        good_rows,
-        classification=classification,
-        compiled=spec.score.engine == "auto" and champ.tags.get(SCORING_TAG) == COMPILED,
-    )
-    predictions = predictions_frame(
-        scored,
-        score,
+    predictions, bad_rows, path = score_rows(
+        spec,
+        champ,
+        rows,
+        model_spec,
         keys=keys,
-        threshold=champ.threshold,
-        model=champ.name,
-        version=champ.version,
-        mlflow_run_id=champ.run_id,
         features_version=features_version,
         run_date=run_date,
-        classification=classification,
     )
     log.info("writing predictions for %s (scored through %s)", run_date, path)
     crash_point("score.before_write")
     write_predictions(predictions, paths.predictions, run_date)
     crash_point("score.after_write")
 
-    records = bad_rows.select(
-        F.to_json(F.struct(*[F.col(c) for c in keys + inputs])).alias("raw_record"),
-        F.lit(None).cast("string").alias("source_file"),
-        F.lit("non_finite_value").alias("reason"),
-        F.lit("a numeric model input is NaN or infinite").alias("detail"),
-    )
+    records = non_finite_records(bad_rows, keys, inputs)
     # Replaced per run date: a rerun leaves exactly its own quarantined rows, as the ledger says.
     replace_date_quarantine(
         records,
