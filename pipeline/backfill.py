@@ -62,7 +62,7 @@ from pipeline.io.quarantine import replace_dates_quarantine
 from pipeline.io.raw import describe_error
 from pipeline.model.registry import Champion, champion_version
 from pipeline.names import EVENT_DATE, RUN_DATE
-from pipeline.nightly import NightlyResult, dates_due_again, retrain_due
+from pipeline.nightly import NightlyResult, dates_due_again, retrain_due, unscored_entry
 from pipeline.paths import PipelinePaths
 from pipeline.score.predictions import champion_and_features
 from pipeline.tracking import configure_mlflow
@@ -235,7 +235,7 @@ class OnePass:
         version = champion_version(name)
         every = self.spec.nightly.retrain_every_days
         if version is None:
-            return day  # no champion: the next date trains again (scoring this one fails)
+            return day  # no champion: this date is not scored, and the next one trains again
         if not every:
             return last
         tag = MlflowClient().get_model_version(name, version).tags.get("run_date")
@@ -368,6 +368,14 @@ class OnePass:
         # Finished before scoring starts, as a night's: a features row newer than the date's
         # scoring row would make the scores due again (`pipeline.nightly.due_again`).
         features = self._features_entries(first, last)
+        if champion_version(self.spec.model_name) is None:
+            # No model has passed the gate yet (the segment is this one date, see
+            # `_segment_end`): the date is not scored, as its night leaves it.
+            unscored = unscored_entry(
+                self.spec.name, self.rid(first), first, self.night(first).trained
+            )
+            self._ledger(first, first, start, features[:1], {first: unscored})
+            return first
         try:
             champ, features_version = champion_and_features(self.spark, self.spec, self.paths)
             if self.spec.task == "recommendation":
@@ -419,8 +427,12 @@ class OnePass:
             self.night(entry.run_date).messages.append(entry.summary())
             self.night(entry.run_date).stages["features"] = "ran"
         for day, entry in scored.items():
-            self.night(day).messages.append(entry.summary())
-            self.night(day).stages["score"] = "ran"
+            if entry.status == SKIPPED:
+                self.night(day).messages.append(entry.message or "")
+                self.night(day).stages["score"] = "not scored (no champion yet)"
+            else:
+                self.night(day).messages.append(entry.summary())
+                self.night(day).stages["score"] = "ran"
             self.night(day).stages.setdefault("ingest", "ran")
 
     def _earlier_score_rows(self, start: dt.date) -> dict[dt.date, int]:

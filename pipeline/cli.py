@@ -150,7 +150,7 @@ def _backfill(inv: Invocation) -> int:
         first=inv.args.date_from,
         last=inv.args.date_to,
         run_id=new_run_id(),
-        night_by_night=not inv.args.one_pass,
+        night_by_night=inv.args.night_by_night,
     )
     for result in results:
         print(result.summary())
@@ -306,17 +306,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     )
     back = add(
         "backfill",
-        "the nightly flow for every date of a range, in order (or in one pass), resumable",
+        "every date of a range in one pass (or the nightly flow night by night), resumable",
         _backfill,
         run_date=False,
     )
     back.add_argument("--from", dest="date_from", type=_run_date, required=True, metavar="DATE")
     back.add_argument("--to", dest="date_to", type=_run_date, required=True, metavar="DATE")
     back.add_argument(
-        "--one-pass",
+        "--night-by-night",
         action="store_true",
-        help="the range in one pass (pipeline/backfill.py: same tables, far less fixed cost) "
-        "instead of the nightly flow for each date in turn",
+        help="run the nightly flow for each date in turn instead of the range in one pass "
+        "(both leave the same tables; one pass pays the fixed costs once)",
     )
     add(
         "status",

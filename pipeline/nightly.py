@@ -49,7 +49,10 @@ class NightlyResult:
     trained: TrainResult | None = None
 
     def summary(self) -> str:
-        done = ", ".join(f"{k}: {v}" for k, v in self.stages.items())
+        # In the pipeline's order, whatever order the stages were recorded in (one pass records
+        # a date's ingest after its features and scores).
+        order = sorted(self.stages, key=lambda k: STAGES.index(k) if k in STAGES else len(STAGES))
+        done = ", ".join(f"{k}: {self.stages[k]}" for k in order)
         return f"nightly {self.run_date}: {done}" + "".join(f"\n  {m}" for m in self.messages)
 
 
@@ -231,6 +234,16 @@ def retrain_due(spark: SparkSession, config: AppConfig, run_date: dt.date) -> tu
     return False, f"champion v{version} is current"
 
 
+def unscored_entry(
+    pipeline: str, run_id: str, run_date: dt.date, trained: TrainResult | None
+) -> LedgerEntry:
+    """The score row of a date with no champion to score it (the gate promoted none yet)."""
+    why = "not scored: no model has passed the gate yet"
+    if trained is not None and not trained.decision.promoted:
+        why += f" ({trained.model_name} v{trained.model_version}: {trained.decision.reason})"
+    return LedgerEntry(run_id, pipeline, "score", run_date, status=SKIPPED, message=why).finish()
+
+
 def run_nightly(
     spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
 ) -> NightlyResult:
@@ -290,6 +303,14 @@ def _night(
                 f"{'promoted' if trained.decision.promoted else 'not promoted'}"
             )
         else:
+            if champion_version(spec.model_name) is None:
+                # The gate has promoted no model yet: nothing to score with. The date is not
+                # done (its scores are due once a champion exists); the ledger says why.
+                unscored = unscored_entry(spec.name, run_id, run_date, result.trained)
+                write_audit(spark, paths.audit, [unscored])
+                result.stages[stage] = "not scored (no champion yet)"
+                result.messages.append(unscored.message or "")
+                continue
             result.messages.append(
                 run_score(spark, config, run_date=run_date, run_id=run_id).summary()
             )

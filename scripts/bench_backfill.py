@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench_backfill.py --days 20 --rows-per-day 500   # a quick look
 
 The shipped recommendation pipeline (its YAML, with the retraining cadence given here) on
-generated interactions: `mlpipe backfill --one-pass` and `mlpipe backfill` (night by night)
+generated interactions: `mlpipe backfill` (one pass) and `mlpipe backfill --night-by-night`
 each in a fresh process on the same landed files, with their own tables and MLflow store. Each
 run's wall time includes its Spark start; afterwards the two ledgers are compared (rows per stage
 and date, through delta-rs) and the result goes to BENCHMARKS_BACKFILL.md and stdout.
@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         mlpipe(conf, *gen, *sets(work, "one_pass"), log=work / "generate.log")
         span = ["--pipeline", "recommendation", "--from", str(first), "--to", str(last)]
         walls: dict[str, float] = {}
-        modes: list[tuple[str, list[str]]] = [("one_pass", ["--one-pass"])]
+        modes: list[tuple[str, list[str]]] = [("one_pass", [])]
         if not args.skip_night_by_night:
-            modes.append(("night_by_night", []))
+            modes.append(("night_by_night", ["--night-by-night"]))
         for mode, extra in modes:
             print(f"backfill {args.days} days, {mode.replace('_', ' ')} ...", flush=True)
             walls[mode] = mlpipe(

@@ -18,6 +18,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from pipeline.backfill import run_backfill
+from pipeline.nightly import NightlyResult
 from pipeline.paths import PipelinePaths
 from tests.helpers import ROOT
 from tests.test_faults import CHILD_ENV, World, assert_same_tables, world
@@ -128,7 +129,7 @@ def land_chargebacks(w: World, days: list[dt.date]) -> None:
         land(w, "back", day, back)
 
 
-def land_ratings(w: World, days: list[dt.date]) -> None:
+def land_ratings(w: World, days: list[dt.date], *, learnable: bool = True) -> None:
     for day in days:
         rng = random.Random(str(day))
         lines = ["user_id,item_id,event_type,event_time"]
@@ -137,6 +138,8 @@ def land_ratings(w: World, days: list[dt.date]) -> None:
             # recommending the most popular items, so the gate lets a first model in.
             user = rng.randrange(25)
             item = (user % 5) * 6 + rng.randrange(6) if rng.random() < 0.9 else rng.randrange(30)
+            if not learnable:  # no tastes, only popular items: nothing beats their popularity
+                item = min(int(rng.expovariate(0.4)), 29)
             kind = "purchase" if rng.random() < 0.2 else "view"
             ts = dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=500 * i)
             lines.append(f"u{user},i{item},{kind},{ts:%Y-%m-%d %H:%M:%S}")
@@ -176,7 +179,6 @@ def backfill_argv(w: World, first: dt.date, last: dt.date) -> list[str]:
         str(first),
         "--to",
         str(last),
-        "--one-pass",
         "--conf-dir",
         str(w.tmp / "conf"),
     ]
@@ -237,18 +239,27 @@ def test_a_one_pass_backfill_killed_at_each_commit_point_then_rerun_leaves_what_
     assert_same_run(crashed, nightly)
 
 
-def test_a_one_pass_backfill_of_recommendations_leaves_what_every_night_leaves(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    days = dates(4)
+def both_ways(
+    spark: SparkSession, tmp_path: Path, days: list[dt.date], *, learnable: bool
+) -> tuple[World, World, list[NightlyResult], list[NightlyResult]]:
+    """The ratings backfilled over `days` night by night and in one pass, in their own worlds:
+    (night-by-night world, one-pass world, their results)."""
     nightly = world(tmp_path / "nightly", RATINGS, "rs")
     one_pass = world(tmp_path / "onepass", RATINGS, "rs")
     for w in (nightly, one_pass):
-        land_ratings(w, HISTORY + days)
+        land_ratings(w, HISTORY + days, learnable=learnable)
     by_night = run_backfill(
         spark, nightly.cfg, first=days[0], last=days[-1], run_id="n", night_by_night=True
     )
     results = run_backfill(spark, one_pass.cfg, first=days[0], last=days[-1], run_id="o")
+    return nightly, one_pass, by_night, results
+
+
+def test_a_one_pass_backfill_of_recommendations_leaves_what_every_night_leaves(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    days = dates(4)
+    nightly, one_pass, by_night, results = both_ways(spark, tmp_path, days, learnable=True)
 
     # Trained on the same dates (the first, then on the cadence), scored every date.
     trained = [r.run_date for r in by_night if r.trained is not None]
@@ -260,3 +271,28 @@ def test_a_one_pass_backfill_of_recommendations_leaves_what_every_night_leaves(
     again = run_backfill(spark, one_pass.cfg, first=days[0], last=days[-1], run_id="o2")
     assert [r.stages.get("score") for r in again] == ["done before"] * len(days)
     assert_same_run(one_pass, nightly)
+
+
+def test_dates_before_any_model_passes_the_gate_are_left_unscored_and_retrained_in_both_modes(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # A new pipeline whose first models do not beat the most-popular baseline: no champion, so
+    # no date can be scored. Each night says so in the ledger and succeeds; the next night
+    # trains again (no champion yet), and the dates stay due for scoring.
+    days = dates(2)
+    nightly, one_pass, by_night, results = both_ways(spark, tmp_path, days, learnable=False)
+
+    for run in (by_night, results):
+        assert [r.run_date for r in run if r.trained is not None] == days
+        assert all(r.trained is not None and not r.trained.decision.promoted for r in run)
+        assert [r.stages["score"] for r in run] == ["not scored (no champion yet)"] * 2
+    assert_same_tables(one_pass, nightly)
+    rows = DeltaTable(str(one_pass.tables / "audit")).to_pyarrow_table().to_pylist()
+    unscored = sorted(
+        (r["run_date"], r["status"], r["message"]) for r in rows if r["stage"] == "score"
+    )
+    assert [(d, status) for d, status, _ in unscored] == [(d, "skipped") for d in days]
+    for _, _, message in unscored:
+        assert message.startswith("not scored: no model has passed the gate yet (mlpipe-rs v")
+        assert "most-popular baseline" in message
+    assert not (one_pass.tables / "predictions").exists()

@@ -9,12 +9,25 @@ from typing import Any
 import pytest
 from chispa import assert_approx_df_equality
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import GBTClassifier, LinearSVC, LogisticRegression
-from pyspark.ml.regression import LinearRegression
+from pyspark.ml.classification import (
+    DecisionTreeClassifier,
+    GBTClassifier,
+    LinearSVC,
+    LogisticRegression,
+    NaiveBayes,
+    RandomForestClassifier,
+)
+from pyspark.ml.regression import (
+    DecisionTreeRegressor,
+    GBTRegressor,
+    LinearRegression,
+    RandomForestRegressor,
+)
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.config.stages import ModelInputSpec
+from pipeline.model import trees
 from pipeline.model.compiled import (
     COMPILED,
     SCORING_TAG,
@@ -100,7 +113,23 @@ PREDICTORS: dict[str, Callable[[], Any]] = {
     "multinomial": lambda: LogisticRegression(
         featuresCol=FEATURES, labelCol="label", family="multinomial", maxIter=20
     ),
-    "gbt": lambda: GBTClassifier(featuresCol=FEATURES, labelCol="label", maxIter=3, maxDepth=2),
+    "gbt": lambda: GBTClassifier(
+        featuresCol=FEATURES, labelCol="label", maxIter=8, maxDepth=3, seed=1
+    ),
+    "gbt_regressor": lambda: GBTRegressor(
+        featuresCol=FEATURES, labelCol="target", maxIter=8, maxDepth=3, seed=1
+    ),
+    "forest": lambda: RandomForestClassifier(
+        featuresCol=FEATURES, labelCol="label", numTrees=6, maxDepth=4, seed=1
+    ),
+    "forest_regressor": lambda: RandomForestRegressor(
+        featuresCol=FEATURES, labelCol="target", numTrees=6, maxDepth=4, seed=1
+    ),
+    "tree": lambda: DecisionTreeClassifier(featuresCol=FEATURES, labelCol="label", maxDepth=5),
+    "tree_regressor": lambda: DecisionTreeRegressor(
+        featuresCol=FEATURES, labelCol="target", maxDepth=5
+    ),
+    "naive_bayes": lambda: NaiveBayes(featuresCol=FEATURES, labelCol="label", modelType="gaussian"),
 }
 
 
@@ -132,6 +161,18 @@ PREDICTORS: dict[str, Callable[[], Any]] = {
         ),
         pytest.param(BASE, "svc", True, id="linear-svc"),
         pytest.param(BASE, "linear", False, id="linear-regression"),
+        pytest.param(BASE, "gbt", True, id="gbt-classifier"),
+        pytest.param(BASE, "gbt_regressor", False, id="gbt-regressor"),
+        pytest.param(BASE, "forest", True, id="random-forest-classifier"),
+        pytest.param(BASE, "forest_regressor", False, id="random-forest-regressor"),
+        pytest.param(BASE, "tree", True, id="decision-tree-classifier"),
+        pytest.param(BASE, "tree_regressor", False, id="decision-tree-regressor"),
+        pytest.param(
+            {**BASE, "scale": "none", "encode": {"one_hot": False}},
+            "gbt",
+            True,
+            id="gbt-on-category-indices",
+        ),
     ],
 )
 def test_compiled_score_equals_transform(
@@ -141,11 +182,61 @@ def test_compiled_score_equals_transform(
     rows = scoring_rows(spark)
     ours, mllib = compiled_vs_transform(model, rows, classification=classification)
     # The same arithmetic in a different summation order: equal to the last few bits.
-    assert_approx_df_equality(ours, mllib, precision=1e-12, ignore_row_order=True)
+    assert_approx_df_equality(
+        ours, mllib, precision=1e-12, ignore_row_order=True, ignore_nullable=True
+    )
     # And the scores are not trivially equal: they spread over the range.
     spread = mllib.agg(F.min("score"), F.max("score")).first()
     assert spread is not None
     assert spread[1] - spread[0] > 0.5
+
+
+def splits(node: trees.Node) -> list[trees.Split]:
+    if isinstance(node, trees.Leaf):
+        return []
+    return [node, *splits(node.left), *splits(node.right)]
+
+
+def test_rows_exactly_on_a_tree_threshold_and_categorical_splits_score_as_mllib_sends_them(
+    spark: SparkSession,
+) -> None:
+    # Unscaled inputs and category indices: the trees' thresholds are values of the input
+    # columns, and the category indices (nominal in the assembled vector) split by sets.
+    model = fit(spark, {**BASE, "scale": "none", "encode": {"one_hot": False}}, "tree")
+    [root] = trees.mllib_trees(model.stages[-1], with_stats=True)
+    found = splits(root)
+    assert any(s.categories for s in found), "no categorical split: the case is not covered"
+    # Slot 0 is x (the first numeric input, imputed): score x on every threshold it splits at,
+    # and just above and below it.
+    on_x = sorted({s.threshold for s in found if s.feature == 0 and s.threshold is not None})
+    assert on_x, "the tree never splits on x"
+    base = scoring_rows(spark).where("id < 1005 OR id % 7 = 0").drop("x")
+    xs = spark.createDataFrame([(t + d,) for t in on_x for d in (0.0, -1e-12, 1e-12)], "x DOUBLE")
+    rows = base.crossJoin(xs).withColumn("id", F.monotonically_increasing_id())
+    ours, mllib = compiled_vs_transform(model, rows, classification=True)
+    assert_approx_df_equality(
+        ours, mllib, precision=0.0, ignore_row_order=True, ignore_nullable=True
+    )
+    assert mllib.select("score").distinct().count() > 1
+
+
+def test_a_tree_ensemble_too_large_to_compile_is_scored_by_transform_and_says_why(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = fit(spark, BASE, "forest")
+    rows = scoring_rows(spark)
+    monkeypatch.setattr(trees, "MAX_NODES", 10)
+    assert compile_score(model, rows, classification=True) is None
+    tags = scoring_tags(model, rows, classification=True)
+    assert tags[SCORING_TAG] == TRANSFORM
+    assert "tree nodes (more than 10" in tags[f"{SCORING_TAG}.reason"]
+
+
+def test_a_tree_model_of_the_other_task_is_not_compiled(spark: SparkSession) -> None:
+    model = fit(spark, BASE, "gbt_regressor")
+    tags = scoring_tags(model, scoring_rows(spark), classification=True)
+    assert tags[SCORING_TAG] == TRANSFORM
+    assert "GBTRegressionModel does not score this task" in tags[f"{SCORING_TAG}.reason"]
 
 
 def test_model_scores_takes_the_compiled_path_only_when_asked(spark: SparkSession) -> None:
@@ -168,7 +259,7 @@ def test_model_scores_takes_the_compiled_path_only_when_asked(spark: SparkSessio
 @pytest.mark.parametrize(
     ("spec", "predictor", "reason"),
     [
-        pytest.param(BASE, "gbt", "GBTClassificationModel", id="trees"),
+        pytest.param(BASE, "naive_bayes", "NaiveBayesModel", id="naive-bayes"),
         pytest.param({**BASE, "scale": "minmax"}, "logistic", "MinMaxScalerModel", id="minmax"),
         pytest.param(BASE, "multinomial", "binomial", id="multinomial-logistic"),
     ],

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from pipeline.config import AppConfig
 from pipeline.io.delta import read_delta
-from pipeline.model.compiled import SCORING_TAG, TRANSFORM
+from pipeline.model.compiled import COMPILED, SCORING_TAG, compile_score
 from pipeline.model.registry import current_champion
 from pipeline.names import LABEL
 from pipeline.paths import PipelinePaths
@@ -102,9 +102,9 @@ def test_xgboost_learns_what_a_linear_model_cannot_and_its_champion_loads_from_m
         ignore_row_order=True,
     )
 
-    # Scoring the date: a tree champion is not compiled, so it scores through `transform`.
-    assert champion.tags[SCORING_TAG] == TRANSFORM
-    assert champion.tags[f"{SCORING_TAG}.reason"]  # and it says why
+    # Scoring the date: the trees were compiled to SQL and checked against `transform` at
+    # registration; the compiled scores are XGBoost's, to single precision.
+    assert champion.tags[SCORING_TAG] == COMPILED
     scored = run_score(spark, cfg, run_date=RUN_DATE, run_id="score")
     paths = PipelinePaths.of(cfg)
     table = read_delta(spark, paths.features)
@@ -147,6 +147,20 @@ def test_xgboost_regressor_fits_a_nonlinear_target(spark: SparkSession, tmp_path
         champion.model.transform(table)
     )
     assert rmse < 0.3
+    # Its trees compiled to SQL give XGBoost's predictions, missing inputs included.
+    assert champion.tags[SCORING_TAG] == COMPILED
+    scoring = table.unionByName(
+        table.limit(5).withColumn("x1", F.lit(None).cast("double")).withColumn("id", F.lit("m"))
+    )
+    compiled = compile_score(champion.model, scoring, classification=False)
+    assert compiled is not None
+    assert_approx_df_equality(
+        compiled.frame.select("id", compiled.score.alias("p")),
+        champion.model.transform(scoring).select("id", F.col("prediction").alias("p")),
+        precision=1e-5,
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
 
 
 def test_an_xgboost_regressor_is_refused_for_classification(tmp_path: Path) -> None:

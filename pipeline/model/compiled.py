@@ -10,7 +10,8 @@ whole-stage code generation evaluates with no vector objects at all.
 Stages that only make scalar columns (the casting `SQLTransformer`, `Imputer`, `StringIndexer`,
 the rare-category grouper) are applied as they are: they are SQL already. Vector stages become lists
 of per-slot expressions (a one-hot block stays an index and a size, so a coefficient is looked up,
-not summed over every category). A stage without a compiled form (trees, MinMaxScaler, multinomial
+not summed over every category). Tree ensembles (MLlib's and XGBoost's) become nested CASE WHENs
+over the slots (`pipeline.model.trees`). A stage without a compiled form (MinMaxScaler, multinomial
 models, a custom stage) makes `compile_score` return `None`, and the caller uses `transform`.
 
 The expression follows MLlib's arithmetic: a standard scaler multiplies by `1 / std` (0 for a
@@ -44,6 +45,9 @@ COMPILED = "compiled"
 TRANSFORM = "transform"
 SCORE = "__score__"
 _ROW = "__row__"
+_SLOT = "__slot_"
+_TREE_SCORE = "__tree_score__"
+LINEAR_TOLERANCE = 1e-9  # the same arithmetic in another summation order
 _ALIAS = re.compile(r"^\s*SELECT\s+\*\s*,\s*`?(\w+)`?\s+AS\s+`?(\w+)`?\s+FROM\s+__THIS__\s*$", re.I)
 
 
@@ -124,7 +128,7 @@ def compile_score(
     `score_column` reads it) for classification, the prediction for regression.
     """
     try:
-        frame, score = _compile(model, rows, classification)
+        frame, score, _ = _compile(model, rows, classification)
     except _UnsupportedError as exc:
         log.info("no compiled form, scoring with transform: %s", exc)
         return None
@@ -158,7 +162,9 @@ def scoring_tags(model: PipelineModel, rows: DataFrame, *, classification: bool)
 
 def _compile(
     model: PipelineModel, rows: DataFrame, classification: bool
-) -> tuple[DataFrame, Column]:
+) -> tuple[DataFrame, Column, float]:
+    """(the scalar stages' rows, the score over them, the tolerance of the check against
+    `transform`)."""
     from pyspark.ml.classification import LinearSVCModel, LogisticRegressionModel
     from pyspark.ml.feature import (
         ImputerModel,
@@ -213,6 +219,9 @@ def _compile(
             raise _UnsupportedError(f"no compiled form for {name}")
 
     features = _vector(predictor, vectors, "featuresCol")
+    tree = _tree_score(predictor, frame, features, classification)
+    if tree is not None:
+        return tree
     if isinstance(predictor, LogisticRegressionModel):
         multinomial = predictor.getOrDefault(predictor.family) == "multinomial"
         if not classification or predictor.numClasses != 2 or multinomial:
@@ -231,7 +240,51 @@ def _compile(
         score = features.dot(_weights(predictor)) + F.lit(float(predictor.intercept))
     else:
         raise _UnsupportedError(f"no compiled form for {type(predictor).__name__}")
-    return frame, score.cast("double")
+    return frame, score.cast("double"), LINEAR_TOLERANCE
+
+
+_TREE_MODELS = (
+    "DecisionTreeClassificationModel",
+    "DecisionTreeRegressionModel",
+    "RandomForestClassificationModel",
+    "RandomForestRegressionModel",
+    "GBTClassificationModel",
+    "GBTRegressionModel",
+)
+_XGBOOST_MODELS = ("SparkXGBClassifierModel", "SparkXGBRegressorModel")
+
+
+def _tree_score(
+    predictor: Any, frame: DataFrame, features: _Vector, classification: bool
+) -> tuple[DataFrame, Column, float] | None:
+    """A tree ensemble's score (`pipeline.model.trees`), or None for a predictor of another kind.
+
+    The slots the trees read become columns first, and the score a column after them: each
+    slot is read by many splits, and the score twice (the score and the label at the
+    threshold), so Spark computes each once per row instead of inlining it at every use.
+    """
+    from pipeline.model import trees
+
+    name = type(predictor).__name__
+    if name not in _TREE_MODELS + _XGBOOST_MODELS:
+        return None
+    slots = features.dense()
+
+    def slot(i: int) -> Column:
+        return F.col(f"{_SLOT}{i}")
+
+    try:
+        if name in _XGBOOST_MODELS:
+            score, used = trees.xgboost_score(predictor, slot, classification=classification)
+            tolerance = trees.XGBOOST_TOLERANCE
+        else:
+            score, used = trees.mllib_score(predictor, slot, classification=classification)
+            tolerance = LINEAR_TOLERANCE
+    except trees.TreeUnsupportedError as exc:
+        raise _UnsupportedError(str(exc)) from None
+    frame = frame.select("*", *[slots[i].alias(f"{_SLOT}{i}") for i in used])
+    frame = frame.select("*", score.cast("double").alias(_TREE_SCORE))
+    return frame, F.col(_TREE_SCORE), tolerance
 
 
 def _weights(predictor: Any) -> list[float]:
@@ -312,11 +365,12 @@ def check_against_transform(
     *,
     classification: bool,
     sample: int = 1000,
-    tolerance: float = 1e-9,
+    tolerance: float | None = None,
 ) -> str | None:
     """Compare the compiled score with `transform` on up to `sample` of the rows.
 
-    None when every score agrees within `tolerance` (relative to the score's size, at least 1),
+    None when every score agrees within `tolerance` (relative to the score's size, at least 1;
+    by default the model kind's: `LINEAR_TOLERANCE`, or single precision for XGBoost),
     else why not: no compiled form, no rows to compare on, or the worst row's gap. The sample is
     brought to the driver and rebuilt as a local frame, so both sides score exactly the same rows.
     """
@@ -324,15 +378,17 @@ def check_against_transform(
 
     try:
         # Lazy: finds a stage without a compiled form before any row is read.
-        _compile(model, rows, classification)
+        _, _, default_tolerance = _compile(model, rows, classification)
     except _UnsupportedError as exc:
         return str(exc)
+    if tolerance is None:
+        tolerance = default_tolerance
     taken = rows.limit(sample).collect()
     if not taken:
         return "no rows to compare the compiled score with transform on"
     schema = StructType([StructField(_ROW, LongType(), False), *rows.schema.fields])
     local = rows.sparkSession.createDataFrame([(i, *row) for i, row in enumerate(taken)], schema)
-    frame, score = _compile(model, local, classification)
+    frame, score, _ = _compile(model, local, classification)
     ours = {r[_ROW]: r[SCORE] for r in frame.select(_ROW, score.alias(SCORE)).collect()}
     scored, expected, _ = model_scores(model, local, classification=classification, compiled=False)
     worst: tuple[float, int] | None = None
