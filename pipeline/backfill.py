@@ -62,7 +62,13 @@ from pipeline.io.quarantine import replace_dates_quarantine
 from pipeline.io.raw import describe_error
 from pipeline.model.registry import Champion, champion_version
 from pipeline.names import EVENT_DATE, RUN_DATE
-from pipeline.nightly import NightlyResult, dates_due_again, retrain_due, unscored_entry
+from pipeline.nightly import (
+    NightlyResult,
+    dates_due_again,
+    last_trained_on,
+    retrain_due,
+    unscored_entry,
+)
 from pipeline.paths import PipelinePaths
 from pipeline.score.predictions import champion_and_features
 from pipeline.tracking import configure_mlflow
@@ -171,6 +177,9 @@ class OnePass:
             if self.horizon:
                 self._write_features(day - dt.timedelta(days=self.horizon), end)
             end = self._segment(day, end, start)
+            current = champion_version(self.spec.model_name)
+            for served in days(day + DAY, end):  # the segment's other nights: not due
+                self.night(served).stages["train"] = f"not due (champion v{current} is current)"
             day = end + DAY
         bronze.unpersist()
         for result in self.results.values():
@@ -228,20 +237,18 @@ class OnePass:
         return start, start is not None and done("train", start)
 
     def _segment_end(self, day: dt.date, last: dt.date) -> dt.date:
-        """The last date the current champion serves before a training is due on the cadence."""
-        from mlflow import MlflowClient
-
+        """The last date the current champion serves before a training is due on the cadence
+        (counted from the last training, as `retrain_due` counts it)."""
         name = self.spec.model_name
-        version = champion_version(name)
         every = self.spec.nightly.retrain_every_days
-        if version is None:
+        if champion_version(name) is None:
             return day  # no champion: this date is not scored, and the next one trains again
         if not every:
             return last
-        tag = MlflowClient().get_model_version(name, version).tags.get("run_date")
-        if not tag:
+        trained_on = last_trained_on(name, day)
+        if trained_on is None:
             return day
-        due = dt.date.fromisoformat(tag) + dt.timedelta(days=every)
+        due = trained_on + dt.timedelta(days=every)
         return max(day, min(last, due - DAY))
 
     # -- features ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.config import AppConfig, load_config
 from pipeline.config.loader import Resolved, resolve_config
+from pipeline.console import FILE_FORMAT, run_console
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.io.audit import new_run_id
 from pipeline.redact import installed
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger("mlpipe")
+trace = logging.getLogger("mlpipe.trace")  # tracebacks for the run's log file, never the console
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -393,14 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     verbose = bool(args.verbose) or os.environ.get("MLPIPE_DEBUG") == "1"
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not verbose:
-        # XGBoost's Spark estimator logs every fit's parameters at INFO: machinery, not progress.
-        for noisy in ("XGBoost-PySpark", "SparkXGBClassifier", "SparkXGBRegressor"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    if verbose:
+        # Everything on the console, at DEBUG (`pipeline.console` sets up the quiet default).
+        logging.basicConfig(level=logging.DEBUG, format=FILE_FORMAT)
     # Everything this process prints or logs from here on passes the redactor, which learns the
     # configuration's secrets as it is loaded.
     with installed():
@@ -422,6 +419,22 @@ def _main(args: argparse.Namespace, handlers: dict[str, Handler], verbose: bool)
     preexisting = _active_spark() is not None  # e.g. a test's session: not ours to stop
     if getattr(args, "run_date", "absent") is None:
         args.run_date = default_run_date()
+    logs = Path(resolved.config.storage.logs)
+    with run_console(args.command, logs, show_all=verbose) as log_path:
+        code = _run(args, handlers, resolved, verbose=verbose, preexisting=preexisting)
+        if code != EXIT_OK and log_path is not None:
+            print(f"mlpipe {args.command}: the run's log: {log_path}", file=sys.stderr)
+        return code
+
+
+def _run(
+    args: argparse.Namespace,
+    handlers: dict[str, Handler],
+    resolved: Resolved,
+    *,
+    verbose: bool,
+    preexisting: bool,
+) -> int:
     try:
         return handlers[args.command](Invocation(args, resolved.config, resolved))
     except ConfigError as exc:
@@ -430,6 +443,7 @@ def _main(args: argparse.Namespace, handlers: dict[str, Handler], verbose: bool)
     except PipelineError as exc:
         if verbose:
             traceback.print_exc()
+        trace.info("%s failed", args.command, exc_info=True)
         print(f"mlpipe {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -437,6 +451,8 @@ def _main(args: argparse.Namespace, handlers: dict[str, Handler], verbose: bool)
         return 130
     except Exception as exc:  # a bug or an unexpected Spark/IO failure: still one clear line
         traceback.print_exc() if verbose else None
+        # The traceback goes to the run's log file (not to the console) without -v.
+        trace.info("%s failed", args.command, exc_info=True)
         print(
             f"mlpipe {args.command}: failed: {type(exc).__name__}: {_first_line(exc)}"
             " (run with -v for the traceback)",
@@ -449,8 +465,14 @@ def _main(args: argparse.Namespace, handlers: dict[str, Handler], verbose: bool)
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return repr(exc)
+    # py4j's first line names only the JVM call ("An error occurred while calling o81.save.");
+    # the Java exception and its message follow on the next line.
+    if lines[0].startswith("An error occurred while calling") and len(lines) > 1:
+        return lines[1].removeprefix(": ")
+    return lines[0]
 
 
 def _active_spark() -> SparkSession | None:

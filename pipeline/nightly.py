@@ -189,10 +189,23 @@ def completed_stages(spark: SparkSession, config: AppConfig, run_date: dt.date) 
     return done - set(due_again(spark, config, run_date))
 
 
-def retrain_due(spark: SparkSession, config: AppConfig, run_date: dt.date) -> tuple[bool, str]:
-    """Retrain when there is no champion, the champion is older than the cadence, or the last
-    scoring run saw feature drift above the warning threshold."""
+def last_trained_on(name: str, run_date: dt.date) -> dt.date | None:
+    """The latest training date (a version's `run_date` tag) on or before `run_date`, of any
+    version of the model, promoted or not: the cadence counts from the last training, so a
+    champion that keeps beating its challengers is challenged on the cadence, not every night."""
     from mlflow import MlflowClient
+
+    dates = [
+        dt.date.fromisoformat(v.tags["run_date"])
+        for v in MlflowClient().search_model_versions(f"name = '{name}'")
+        if v.tags.get("run_date")
+    ]
+    return max((d for d in dates if d <= run_date), default=None)
+
+
+def retrain_due(spark: SparkSession, config: AppConfig, run_date: dt.date) -> tuple[bool, str]:
+    """Retrain when there is no champion, the last training is older than the cadence, or the
+    last scoring run saw feature drift above the warning threshold."""
     from pyspark.sql import functions as F
 
     spec = config.require_pipeline()
@@ -203,11 +216,10 @@ def retrain_due(spark: SparkSession, config: AppConfig, run_date: dt.date) -> tu
     version = champion_version(name)
     if version is None:
         return True, "no champion yet"
-    tags = MlflowClient().get_model_version(name, version).tags
-    trained_on = dt.date.fromisoformat(tags["run_date"]) if tags.get("run_date") else None
     every = spec.nightly.retrain_every_days
+    trained_on = last_trained_on(name, run_date)
     if every and trained_on is not None and (run_date - trained_on).days >= every:
-        return True, f"champion trained on {trained_on}, cadence {every} days"
+        return True, f"last trained on {trained_on}, cadence {every} days"
     paths = PipelinePaths.of(config)
     if spec.nightly.retrain_on_drift and is_delta_table(spark, paths.audit):
         last = (

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config.models import SparkConfig
+from pipeline.console import verbose as console_verbose
 from pipeline.errors import RunError
 from pipeline.jvmcache import java_options
 from pipeline.redact import SPARK_REDACTION_REGEX
@@ -84,6 +85,9 @@ def session_conf(cfg: SparkConfig) -> dict[str, str]:
         # Spark masks the values of matching keys in its logs, UI and event logs; its default
         # misses Azure account keys and GCS private keys (a user's own setting still wins).
         "spark.redaction.regex": SPARK_REDACTION_REGEX,
+        # The console progress bar's redraws would fill the run's log file (pipeline.console);
+        # --verbose shows it.
+        "spark.ui.showConsoleProgress": "true" if console_verbose() else "false",
     }
     if cfg.master.startswith("local"):
         conf["spark.driver.host"] = LOOPBACK

@@ -296,3 +296,34 @@ def test_dates_before_any_model_passes_the_gate_are_left_unscored_and_retrained_
         assert message.startswith("not scored: no model has passed the gate yet (mlpipe-rs v")
         assert "most-popular baseline" in message
     assert not (one_pass.tables / "predictions").exists()
+
+
+def test_a_challenger_refused_by_the_gate_waits_for_the_next_cadence_date_in_both_modes(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # Every challenger loses (a gate margin of 0.5 AUC): the first model stays champion. The
+    # cadence (2 days) counts from the last training, so a refused challenger is retried two
+    # days later, not on every night after the champion's own cadence ran out.
+    from tests.test_nightly import SPEC as NIGHTLY
+    from tests.test_nightly import day_lines, drop_day
+
+    spec = NIGHTLY.replace(
+        "nightly: {retrain_every_days: 30, retrain_on_drift: false}",
+        "nightly: {retrain_every_days: 2, retrain_on_drift: false}",
+    ).replace("  candidates:\n", "  gate: {margin: 0.5}\n  candidates:\n")
+    days = dates(5)
+    nightly = world(tmp_path / "nightly", spec, "nt")
+    one_pass = world(tmp_path / "onepass", spec, "nt")
+    for w in (nightly, one_pass):
+        for day in days:
+            drop_day(w.cfg, day, day_lines(day, 120))
+    by_night = run_backfill(
+        spark, nightly.cfg, first=days[0], last=days[-1], run_id="n", night_by_night=True
+    )
+    results = run_backfill(spark, one_pass.cfg, first=days[0], last=days[-1], run_id="o")
+    for run in (by_night, results):
+        trained = [r for r in run if r.trained is not None]
+        assert [r.run_date for r in trained] == [days[0], days[2], days[4]]
+        assert [r.trained.decision.promoted for r in trained if r.trained] == [True, False, False]
+        assert run[3].stages["train"].startswith("not due (champion v1 is current")
+    assert_same_run(one_pass, nightly)

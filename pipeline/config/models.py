@@ -65,6 +65,7 @@ class StorageConfig(Frozen):
     tables: Uri
     checkpoints: Uri | None = None
     reports: LocalPath = "data/reports"
+    logs: LocalPath = "data/logs"  # one log file per command run (pipeline.console)
     # A writer's lease on a pipeline's tables lapses this long after its holder stopped renewing
     # it (killed, host lost); until then a second writer is refused (pipeline.io.lease).
     lease_ttl: Duration = "10m"

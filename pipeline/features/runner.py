@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.config.models import AppConfig
 from pipeline.config.stages import ROW_ID, FeatureSpec, duration_seconds
+from pipeline.console import stage_started
 from pipeline.errors import RunError
 from pipeline.faults import crash_point
 from pipeline.features.transforms import (
@@ -222,6 +223,7 @@ def run_features(
     paths = PipelinePaths.of(config)
     entry = LedgerEntry(run_id=run_id, pipeline=pipeline.name, stage="features", run_date=run_date)
     first = run_date - dt.timedelta(days=label_horizon_days(spec))
+    stage_started("features", pipeline.name, f"event dates {first}..{run_date}")
     ttl = config.storage.lease_ttl_seconds
     with (
         tables_lease(spark, paths, ttl, command="features", run_id=run_id),

@@ -45,6 +45,8 @@ class ReadPlan:
         """Refuse a file whole, or record it as vanished if it no longer exists."""
         if file_exists(spark, path):
             self.file_reasons[path] = (reason, detail)
+            # The handled fault's one console line (the JVM's stack trace is in the run's log).
+            log.warning("%s quarantined whole (%s): %s", path.rsplit("/", 1)[-1], reason, detail)
         else:
             log.warning("%s was deleted after it was listed; recorded as vanished", path)
             self.vanished.append(path)
@@ -127,7 +129,7 @@ def validate(
         return validated, _count_by_reason(validated)
     except Exception as exc:
         validated.unpersist()
-        log.warning(
+        log.info(
             "reading the batch failed (%s); checking its files one by one", describe_error(exc)
         )
     for cols, group in list(plan.groups.items()):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.config.models import AppConfig
 from pipeline.config.sources import SourceSpec
+from pipeline.console import stage_started
 from pipeline.errors import RunError
 from pipeline.faults import crash_point
 from pipeline.ingest.files import (
@@ -71,6 +72,7 @@ def run_ingest(
 ) -> list[LedgerEntry]:
     """Ingest every source of the pipeline; one audit row per source. Raises on failure."""
     spec = config.require_pipeline()
+    stage_started("ingest", spec.name, f"{run_date}, new files of {', '.join(spec.sources)}")
     paths = PipelinePaths.of(config)
     entries: list[LedgerEntry] = []
     ttl = config.storage.lease_ttl_seconds

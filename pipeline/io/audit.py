@@ -154,6 +154,11 @@ class LedgerEntry:
             reasons = json.dumps(self.dropped_by_reason, sort_keys=True)
             parts.append(f", dropped {self.rows_dropped:,} {reasons}")
         line = " ".join(parts).replace(" ,", ",")
+        if self.finished_at is not None:
+            seconds = (self.finished_at - self.started_at).total_seconds()
+            line += f", in {seconds:.1f} s"
+            if self.rows_read and seconds > 0:
+                line += f" ({self.rows_read / seconds:,.0f} rows/s)"
         return line + (f" - {self.message}" if self.message else "")
 
 

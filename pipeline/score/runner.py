@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from pipeline.config.models import AppConfig
+from pipeline.console import stage_started
 from pipeline.errors import RunError
 from pipeline.faults import crash_point
 from pipeline.io.audit import LedgerEntry, audited
@@ -128,6 +129,7 @@ def run_score(
     # Whatever ran before in this process: the champion is looked up where this config says.
     configure_mlflow(config.mlflow)
     entry = LedgerEntry(run_id=run_id, pipeline=spec.name, stage="score", run_date=run_date)
+    stage_started("score", spec.name, str(run_date))
     ttl = config.storage.lease_ttl_seconds
     with (
         tables_lease(spark, paths, ttl, command="score", run_id=run_id),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config.models import AppConfig
+from pipeline.console import stage_started
 from pipeline.errors import RunError
 from pipeline.io.audit import SUCCEEDED, LedgerEntry, audited, read_audit, write_audit
 from pipeline.io.delta import is_delta_table, read_delta, table_version
@@ -55,6 +56,7 @@ def run_train(
     paths = PipelinePaths.of(config)
     configure_mlflow(config.mlflow)
     entry = LedgerEntry(run_id=run_id, pipeline=spec.name, stage="train", run_date=run_date)
+    stage_started("train", spec.name, f"{run_date}, {len(task.train.candidates)} candidate(s)")
     ttl = config.storage.lease_ttl_seconds
     with tables_lease(spark, paths, ttl, command="train", run_id=run_id):
         record_unrecorded_promotion(spark, config)

@@ -392,31 +392,51 @@ def _written(spark: SparkSession, path: str) -> int:
     return int(read_delta(spark, path).count())
 
 
-def score_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
-    """The saved PipelineModel scored as the score stage does (the compiled expression when the
-    set-up's check passed, as registration checks it), `predictions_frame`, `write_predictions`."""
+def _score_saved(ctx: Context, spark: SparkSession, model_path: str, compiled: bool) -> Quality:
+    """A saved PipelineModel scored as the score stage does: `model_scores` (the compiled
+    expression when asked and the model has one), `predictions_frame`, `write_predictions`."""
     from pyspark.ml import PipelineModel
 
     from pipeline.io.delta import read_delta
-    from pipeline.model.compiled import COMPILED, model_scores
+    from pipeline.model.compiled import model_scores
     from pipeline.score.predictions import write_predictions
 
-    assert spark is not None
     out = uri(ctx.scratch / "predictions")
     clock = ctx.clock
     clock.start()
-    model = PipelineModel.load(str(ctx.manifest["model_path"]))
+    model = PipelineModel.load(model_path)
     clock.lap("load_model")
     scored, score, path = model_scores(
-        model,
-        read_delta(spark, ctx.table),
-        classification=True,
-        compiled=ctx.manifest.get("scoring_path") == COMPILED,
+        model, read_delta(spark, ctx.table), classification=True, compiled=compiled
     )
     write_predictions(_predictions(ctx, scored, score, classification=True), out, RUN_DATE)
     clock.lap("score_and_write")
     clock.stop()
     return {"rows_written": _written(spark, out), "scoring_path": path}
+
+
+def score_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
+    """The linear champion, compiled when the set-up's check passed (as registration checks)."""
+    from pipeline.model.compiled import COMPILED
+
+    assert spark is not None
+    compiled = ctx.manifest.get("scoring_path") == COMPILED
+    return _score_saved(ctx, spark, str(ctx.manifest["model_path"]), compiled)
+
+
+def score_tree_ours(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
+    """The tree champion (50 trees of depth 5), compiled when the set-up's check passed."""
+    from pipeline.model.compiled import COMPILED
+
+    assert spark is not None
+    compiled = ctx.manifest.get("tree_scoring_path") == COMPILED
+    return _score_saved(ctx, spark, str(ctx.manifest["tree_model_path"]), compiled)
+
+
+def score_tree_transform(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
+    """The same tree champion through MLlib's `transform`."""
+    assert spark is not None
+    return _score_saved(ctx, spark, str(ctx.manifest["tree_model_path"]), False)
 
 
 def score_spark_udf(ctx: Context, config: AppConfig, spark: SparkSession | None) -> Quality:
@@ -511,6 +531,8 @@ CASES: dict[str, Case] = {
     "train_gbt_sklearn": Case(train_gbt_sklearn, False, "gbt"),
     "train_xgb": Case(train_gbt_ours, True, "xgb"),
     "score_ours": Case(score_ours, True, "lr"),
+    "score_tree_ours": Case(score_tree_ours, True, "lr"),
+    "score_tree_transform": Case(score_tree_transform, True, "lr"),
     "score_spark_udf": Case(score_spark_udf, True, "lr"),
     "score_io_floor": Case(score_io_floor, True, "lr"),
     "ingest_ours": Case(ingest_ours, True, "fraud"),

@@ -42,6 +42,9 @@ XGB_PARAMS: dict[str, Any] = {
 # Grid points evaluated at a time in our CV (scikit-learn runs with n_jobs = the cores, too).
 CV_PARALLELISM = 2
 SCORE_REG_PARAM = 0.01  # the model the scoring measurements load (fitted once by the set-up)
+# The tree champion's trees are the GBT_PARAMS shape; fitting them on this many training rows is
+# enough for the scoring measurements (their cost is the trees' size, not the fit's rows).
+TREE_MODEL_ROWS = 100_000
 INGEST_START = dt.date(2026, 1, 1)
 SPLIT_COL = "_split"
 
@@ -117,6 +120,11 @@ class Layout:
     def model(self) -> Path:
         """The PipelineModel the scoring measurements load."""
         return self.root / "model" / "pipeline"
+
+    @property
+    def tree_model(self) -> Path:
+        """The tree-ensemble PipelineModel (the GBT of `GBT_PARAMS`) the tree scoring loads."""
+        return self.root / "model" / "trees"
 
     @property
     def mlflow_dir(self) -> Path:

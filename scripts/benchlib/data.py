@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchlib.common import (
     CATEGORICAL,
+    GBT_PARAMS,
     INGEST_START,
     KEY,
     LR_MAX_ITER,
@@ -18,6 +19,7 @@ from benchlib.common import (
     SCORE_REG_PARAM,
     SEED,
     SPLIT_COL,
+    TREE_MODEL_ROWS,
     Layout,
     bench_config,
     start_spark,
@@ -188,6 +190,11 @@ def setup(
             pip_requirements=pip_requirements(),
         )
         run_id = run.info.run_id
+    # The tree champion: the same preprocessing + MLlib's GBT of the training benchmark.
+    sample = train.limit(TREE_MODEL_ROWS)
+    trees = fit_final(task, sample, GridResult("gbt", "gbt", 0, dict(GBT_PARAMS)))
+    trees.write().overwrite().save(uri(layout.tree_model))
+    tree_scoring = scoring_tags(trees, test, classification=True)
     train.unpersist()
     lap("model")
 
@@ -212,6 +219,9 @@ def setup(
         "model_uri": info.model_uri,
         "model_run_id": run_id,
         "scoring_path": scoring[SCORING_TAG],
+        "tree_model_path": uri(layout.tree_model),
+        "tree_scoring_path": tree_scoring[SCORING_TAG],
+        "tree_scoring_reason": tree_scoring.get(f"{SCORING_TAG}.reason", ""),
         "tracking_uri": config.mlflow.tracking_uri,
         "ingest_rows": ingest_rows,
         "ingest_lines": ingest_lines,

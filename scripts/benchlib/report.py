@@ -34,6 +34,9 @@ DESCRIPTIONS: dict[str, str] = {
     "`transform` at set-up) → `predictions_frame` → `write_predictions` (Delta)",
     "score_spark_udf": "`mlflow.pyfunc.spark_udf(env_manager='local')` on the same model, same "
     "rows, same Delta write",
+    "score_tree_ours": "the tree champion (preprocessing + MLlib GBT, 50 trees of depth 5) → "
+    "its trees compiled to SQL (checked against `transform` at set-up) → same Delta write",
+    "score_tree_transform": "the same tree champion through MLlib's `transform`, same write",
     "score_io_floor": "plain Delta → Delta copy of the same rows (all columns)",
     "ingest_ours": "`run_ingest` on the generated fraud CSV files (validation, quarantine, ledger)",
     "ingest_plain": "`spark.read.csv` (header, declared schema) → Delta append of the same files",
@@ -77,6 +80,12 @@ GROUPS: tuple[Group, ...] = (
         "score_io_floor",
     ),
     Group(
+        "tree_scoring",
+        "Scoring a tree champion: every row of the table → predictions Delta table",
+        ("score_tree_ours", "score_tree_transform", "score_io_floor"),
+        "score_io_floor",
+    ),
+    Group(
         "ingest",
         "Ingest: generated fraud CSV files → Delta",
         ("ingest_ours", "ingest_plain"),
@@ -87,12 +96,14 @@ SCALED: tuple[str, ...] = ("train_ours", "score_ours")
 
 # Targets (stated at 1M base rows; the scaling targets at 4x the base rows).
 TARGET_ROWS = 1_000_000
-TRAIN_TIME_MAX = 1.5  # our training wall time / scikit-learn's
+TRAIN_TIME_MAX = 3.0  # our logistic-regression CV wall time / scikit-learn's
+GBT_TIME_MAX = 1.5  # MLlib's GBT / HistGradientBoosting
 XGB_TIME_MAX = 2.0  # XGBoost on Spark / HistGradientBoosting
 AUC_TOLERANCE = 0.002  # our test AUC >= scikit-learn's - this
 SCORE_FLOOR_MAX = 1.3  # our scoring / the Delta copy
 UDF_MIN_SPEEDUP = 10.0  # spark_udf scoring / ours
-INGEST_MAX = 1.3  # run_ingest / plain CSV -> Delta
+INGEST_MAX = 1.5  # run_ingest / plain CSV -> Delta
+TREE_SCORE_FLOOR_MAX = 1.5  # tree-champion scoring / the Delta copy
 SCALE_TIME_PER_FACTOR = 4.5 / 4.0  # time at k x rows <= 1.125 k x the time at 1x
 SCALE_MEMORY_MAX = 1.2  # driver JVM peak at the largest scale / at 1x
 
@@ -346,7 +357,7 @@ def evaluate_targets(
     out: dict[str, list[Verdict]] = {
         "training": [
             time_ratio_at_most(
-                "logistic regression CV: time ≤ 1.5× scikit-learn's",
+                "logistic regression CV: time ≤ 3× scikit-learn's",
                 get("train_ours"),
                 get("train_sklearn"),
                 TRAIN_TIME_MAX,
@@ -363,7 +374,7 @@ def evaluate_targets(
                 "GBT: time ≤ 1.5× scikit-learn's",
                 get("train_gbt_ours"),
                 get("train_gbt_sklearn"),
-                TRAIN_TIME_MAX,
+                GBT_TIME_MAX,
             ),
             auc_not_worse(
                 "GBT: test AUC ≥ scikit-learn's − 0.002",
@@ -398,9 +409,17 @@ def evaluate_targets(
                 UDF_MIN_SPEEDUP,
             ),
         ],
+        "tree_scoring": [
+            time_ratio_at_most(
+                "tree-champion scoring: time ≤ 1.5× the Delta copy (I/O floor)",
+                get("score_tree_ours"),
+                get("score_io_floor"),
+                TREE_SCORE_FLOOR_MAX,
+            ),
+        ],
         "ingest": [
             time_ratio_at_most(
-                "ingest: time ≤ 1.3× the plain CSV → Delta copy",
+                "ingest: time ≤ 1.5× the plain CSV → Delta copy",
                 get("ingest_ours"),
                 get("ingest_plain"),
                 INGEST_MAX,
