@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import RunError
 from pipeline.faults import crash_point
 from pipeline.io.audit import (
     FAILED,
@@ -23,13 +22,12 @@ from pipeline.io.delta import read_delta, table_version
 from pipeline.io.quarantine import replace_dates_quarantine
 from pipeline.model import ranking
 from pipeline.model.compiled import SCORING_TAG
-from pipeline.model.inputs import resolve_inputs
 from pipeline.names import EVENT_DATE, RUN_DATE
 from pipeline.score import monitor
 from pipeline.score.observe import log_monitoring
 from pipeline.score.predictions import write_predictions
 from pipeline.score.recommend import COLD_START, recommendation_rows
-from pipeline.score.runner import non_finite_records, score_keys, score_rows
+from pipeline.score.runner import model_inputs, non_finite_records, score_keys, score_rows
 
 if TYPE_CHECKING:
     from pipeline.model.registry import Champion
@@ -56,11 +54,7 @@ def score_supervised(
     spark, spec, paths = run.spark, run.spec, run.paths
     table = read_delta(spark, paths.features, features_version)
     rows = table.where(F.col(EVENT_DATE).between(F.lit(first), F.lit(last)))
-    model_spec = resolve_inputs(spec, rows.schema)
-    inputs = list(model_spec.numeric) + list(model_spec.categorical)
-    missing = [c for c in inputs if c not in rows.columns]
-    if missing:
-        raise RunError(f"the feature table lacks the model's input column(s): {', '.join(missing)}")
+    model_spec, inputs = model_inputs(spec, rows)
     keys = score_keys(spec)
     rows = rows.persist()
     counts = {r[EVENT_DATE]: int(r["count"]) for r in rows.groupBy(EVENT_DATE).count().collect()}

@@ -67,6 +67,17 @@ def score_keys(spec: PipelineSpec) -> list[str]:
     return keys
 
 
+def model_inputs(spec: PipelineSpec, rows: DataFrame) -> tuple[ModelInputSpec, list[str]]:
+    """The model's inputs as found in the feature rows, and their names; a `RunError` naming
+    any the rows lack."""
+    model_spec = resolve_inputs(spec, rows.schema)
+    inputs = list(model_spec.numeric) + list(model_spec.categorical)
+    missing = [c for c in inputs if c not in rows.columns]
+    if missing:
+        raise RunError(f"the feature table lacks the model's input column(s): {', '.join(missing)}")
+    return model_spec, inputs
+
+
 def score_rows(
     spec: PipelineSpec,
     champ: Champion,
@@ -156,11 +167,7 @@ def _score(
     rows = read_delta(spark, paths.features, features_version).where(
         F.col(EVENT_DATE) == F.lit(run_date)
     )
-    model_spec = resolve_inputs(spec, rows.schema)
-    inputs = list(model_spec.numeric) + list(model_spec.categorical)
-    missing = [c for c in inputs if c not in rows.columns]
-    if missing:
-        raise RunError(f"the feature table lacks the model's input column(s): {', '.join(missing)}")
+    model_spec, inputs = model_inputs(spec, rows)
     keys = score_keys(spec)
 
     rows = rows.persist()
