@@ -31,6 +31,8 @@ log = logging.getLogger("mlpipe")
 trace = logging.getLogger("mlpipe.trace")  # tracebacks for the run's log file, never the console
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+# The commands that use the tracking server or the model registry (the others never import MLflow).
+TRACKED_COMMANDS = frozenset({"train", "score", "nightly", "backfill", "status", "demo", "check"})
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,12 @@ class Invocation:
         from pipeline.session import build_spark
 
         name = self.config.pipeline.name if self.config.pipeline else "project"
-        return build_spark(self.config.spark, app_name=f"mlpipe-{self.args.command}-{name}")
+        storage = self.config.storage
+        return build_spark(
+            self.config.spark,
+            app_name=f"mlpipe-{self.args.command}-{name}",
+            storage=(storage.landing, storage.tables, storage.checkpoints),
+        )
 
 
 Handler = Callable[[Invocation], int]
@@ -436,6 +443,13 @@ def _run(
     preexisting: bool,
 ) -> int:
     try:
+        if args.command in TRACKED_COMMANDS:
+            # Every command that reads or writes MLflow talks to the configured tracking server and
+            # registry, whichever stages run in it: MLflow's own default is ./mlflow.db in the
+            # working directory.
+            from pipeline.tracking import configure_mlflow
+
+            configure_mlflow(resolved.config.mlflow)
         return handlers[args.command](Invocation(args, resolved.config, resolved))
     except ConfigError as exc:
         print(f"mlpipe: configuration error: {exc}", file=sys.stderr)

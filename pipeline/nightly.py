@@ -271,6 +271,9 @@ def _night(
 ) -> NightlyResult:
     spec = config.require_pipeline()
     paths = PipelinePaths.of(config)
+    # Registry lookups below (the champion to score with) may come before any stage that would
+    # configure tracking, e.g. on a resumed night whose training is done: configure it first.
+    configure_mlflow(config.mlflow)
     result = NightlyResult(run_date, run_id)
     for stage in STAGES:
         # Decided stage by stage, after the ones before it ran: tonight's ingest may bring late

@@ -16,6 +16,7 @@ import glob
 import os
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,12 +69,33 @@ def delta_jars(cfg: SparkConfig) -> list[str]:
     return jars
 
 
-def session_conf(cfg: SparkConfig) -> dict[str, str]:
-    """Every Spark setting the pipeline applies when it starts Spark itself."""
+def s3a_jars(cfg: SparkConfig) -> list[str]:
+    """Hadoop's S3A connector and the AWS SDK it was built with (`scripts/setup.sh --s3`, next to
+    the Delta jars); a `RunError` that says how to get them when they are missing."""
+    jars_dir = (Path(cfg.jars_dir) if cfg.jars_dir else default_jars_dir()).parent / "s3"
+    jars = sorted(glob.glob(str(jars_dir / "*.jar")))
+    if not any(Path(j).name.startswith("hadoop-aws-") for j in jars):
+        raise RunError(
+            f"s3a:// storage needs Hadoop's S3A connector jars, not found in {jars_dir}; "
+            "run `scripts/setup.sh --s3` first"
+        )
+    return jars
+
+
+def uses_s3a(uris: Iterable[str | None]) -> bool:
+    """True when any of the storage URIs is on S3 (through Hadoop's s3a:// connector)."""
+    return any(u is not None and u.startswith("s3a://") for u in uris)
+
+
+def session_conf(cfg: SparkConfig, *, s3a: bool = False) -> dict[str, str]:
+    """Every Spark setting the pipeline applies when it starts Spark itself; `s3a` adds the S3A
+    connector's jars (only then: the AWS SDK bundle is large, and a cluster ships every jar to
+    every executor)."""
     parts = shuffle_partitions(cfg)
+    jars = delta_jars(cfg) + (s3a_jars(cfg) if s3a else [])
     conf: dict[str, str] = {
         **DELTA_CONF,
-        "spark.jars": ",".join(delta_jars(cfg)),
+        "spark.jars": ",".join(jars),
         "spark.driver.memory": cfg.driver_memory,
         "spark.sql.shuffle.partitions": str(parts),
         # Delta replays its log with this many partitions (default 50): match the shuffle width.
@@ -105,8 +127,11 @@ def _conf_str(value: str | int | float | bool) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def build_spark(cfg: SparkConfig, *, app_name: str | None = None) -> SparkSession:
-    """Return the active SparkSession, or build one from `cfg` (see the module docstring)."""
+def build_spark(
+    cfg: SparkConfig, *, app_name: str | None = None, storage: Iterable[str | None] = ()
+) -> SparkSession:
+    """Return the active SparkSession, or build one from `cfg` (see the module docstring);
+    `storage` is the URIs the run reads and writes (s3a:// ones add the S3A connector)."""
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -143,7 +168,7 @@ def build_spark(cfg: SparkConfig, *, app_name: str | None = None) -> SparkSessio
         os.environ["PYSPARK_PYTHON"] = sys.executable
         os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
         builder = SparkSession.builder.master(cfg.master).appName(name)
-        for key, value in session_conf(cfg).items():
+        for key, value in session_conf(cfg, s3a=uses_s3a(storage)).items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)

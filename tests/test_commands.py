@@ -37,7 +37,7 @@ FAST = [
     "--set",
     "pipeline.train.candidates.0.grid.regParam=[0.01]",
     "--set",
-    "pipeline.train.candidates.1.params.maxIter=5",
+    "pipeline.train.candidates.1.params.n_estimators=10",
 ]
 
 
