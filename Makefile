@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-algorithms test-commands test-usecases test-faults test-slow test-cluster test-all lint format bench clean help
+PHONY_TESTS := test test-algorithms test-commands test-usecases test-faults test-slow test-cluster test-s3 test-all
+.PHONY: setup demo $(PHONY_TESTS) lint format bench clean help
 .PHONY: hdfs-start hdfs-stop cluster-start cluster-stop mlflow-start mlflow-stop
 
 help:
@@ -16,6 +17,7 @@ help:
 	@echo "make test-faults   kill-and-rerun at every commit point and at random moments"
 	@echo "make test-slow     long end-to-end suites"
 	@echo "make test-cluster  spark-submit on a standalone cluster + MLflow server + HDFS"
+	@echo "make test-s3       the pipeline on s3a:// against a loopback S3 API server"
 	@echo "make lint          ruff + mypy"
 	@echo "make bench         benchmarks against the alternatives"
 	@echo "make hdfs-start    single-node HDFS on hdfs://127.0.0.1:9000 (hdfs-stop stops it)"
@@ -33,7 +35,7 @@ demo: setup
 	MLPIPE_DATA=data/demo $(PY) -m pipeline demo $(DEMO_ARGS)
 
 # The default suite; the longer ones below are marked and run on their own (CI runs them all).
-FAST_SUITE := not slow and not cluster and not commands and not usecases and not faults and not algorithms
+FAST_SUITE := not slow and not cluster and not commands and not usecases and not faults and not algorithms and not s3
 test: setup
 	$(PY) -m pytest -m "$(FAST_SUITE)" $(PYTEST_ARGS)
 
@@ -60,8 +62,13 @@ test-cluster: setup
 	bash scripts/setup.sh --hdfs
 	$(PY) -m pytest -m "cluster" $(PYTEST_ARGS)
 
+# Raw files and tables in a bucket of a loopback S3 API server (moto), through Hadoop's S3A connector.
+test-s3: setup
+	bash scripts/setup.sh --s3
+	$(PY) -m pytest -m "s3" $(PYTEST_ARGS)
+
 test-all: setup
-	bash scripts/setup.sh --hdfs
+	bash scripts/setup.sh --hdfs --s3
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -77,11 +84,13 @@ format: setup
 # every repetition in a fresh process; writes BENCHMARKS.md. BENCH_ARGS="--quick" is a smoke run,
 # BENCH_ARGS="--rows 1000000" the sizes the targets are stated at (scripts/bench.py --help).
 BENCH_ARGS ?=
-# The backfill benchmark: one pass against night by night (scripts/bench_backfill.py --help).
+# The backfill benchmark: one pass against night by night (scripts/bench_backfill.py --help); then
+# the ledger reads after a year of nights, before and after `mlpipe maintain` (bench_maintain.py).
 BENCH_BACKFILL_ARGS ?=
 bench: setup
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 	$(PY) scripts/bench_backfill.py $(BENCH_BACKFILL_ARGS)
+	$(PY) scripts/bench_maintain.py
 
 # Local services for cluster runs (docs/CLUSTER.md): state, logs and pid files under var/.
 hdfs-start:

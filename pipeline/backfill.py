@@ -98,7 +98,12 @@ def run_backfill(
     paths = PipelinePaths.of(config)
     ttl = config.storage.lease_ttl_seconds
     with tables_lease(spark, paths, ttl, command="backfill", run_id=run_id):
-        return OnePass(spark, config, run_id).run(first, last)
+        results = OnePass(spark, config, run_id).run(first, last)
+        # Once at the end, as night by night does: the same ledger either way.
+        done = nightly.maintain_if_due(spark, config, run_date=last, run_id=run_id)
+        if results and done:
+            results[-1].messages.append(done)
+        return results
 
 
 class OnePass:

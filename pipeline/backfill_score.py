@@ -24,7 +24,7 @@ from pipeline.model import ranking
 from pipeline.model.compiled import SCORING_TAG
 from pipeline.names import EVENT_DATE, RUN_DATE
 from pipeline.score import monitor
-from pipeline.score.observe import log_monitoring
+from pipeline.score.observe import log_monitoring, score_lineage
 from pipeline.score.predictions import write_predictions
 from pipeline.score.recommend import COLD_START, recommendation_rows
 from pipeline.score.runner import model_inputs, non_finite_records, score_keys, score_rows
@@ -155,6 +155,7 @@ def score_supervised(
             report,
             model_name=champ.name,
             model_version=champ.version,
+            inputs=score_lineage(run.paths, entry),
             tags={SCORING_TAG: path},
         )
         if report.failures:
@@ -290,6 +291,7 @@ def score_recommendations(
             report,
             model_name=champ.name,
             model_version=champ.version,
+            inputs=score_lineage(run.paths, entry),
         )
         message = [f"{entry.rows_dropped} user(s) unknown to the model (cold start)"] * bool(
             entry.rows_dropped

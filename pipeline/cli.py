@@ -32,7 +32,9 @@ trace = logging.getLogger("mlpipe.trace")  # tracebacks for the run's log file, 
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # The commands that use the tracking server or the model registry (the others never import MLflow).
-TRACKED_COMMANDS = frozenset({"train", "score", "nightly", "backfill", "status", "demo", "check"})
+TRACKED_COMMANDS = frozenset(
+    {"train", "score", "nightly", "backfill", "maintain", "status", "demo", "check"}
+)
 
 
 @dataclass(frozen=True)
@@ -161,8 +163,19 @@ def _backfill(inv: Invocation) -> int:
         run_id=new_run_id(),
         night_by_night=inv.args.night_by_night,
     )
-    for result in results:
-        print(result.summary())
+    from pipeline.nightly import backfill_summary
+
+    for result in results:  # every night in full in the run's log file
+        log.info(result.summary())
+    print(backfill_summary(results))
+    return EXIT_OK
+
+
+def _maintain(inv: Invocation) -> int:
+    from pipeline.maintain import run_maintain
+
+    result = run_maintain(inv.spark(), inv.config, run_date=inv.args.run_date, run_id=new_run_id())
+    print(result.summary())
     return EXIT_OK
 
 
@@ -307,6 +320,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         "score",
         "score the run date's rows with the champion into the predictions table",
         _score,
+    )
+    add(
+        "maintain",
+        "compact, checkpoint and vacuum the pipeline's Delta tables, keeping pinned versions",
+        _maintain,
     )
     add(
         "nightly",

@@ -56,6 +56,45 @@ class NightlyResult:
         return f"nightly {self.run_date}: {done}" + "".join(f"\n  {m}" for m in self.messages)
 
 
+# A backfill longer than this prints one summary for the range; every night's own summary goes to
+# the run's log file.
+BACKFILL_NIGHTS_SHOWN = 7
+
+
+def backfill_summary(results: list[NightlyResult]) -> str:
+    """What a backfill did, in a few lines whatever the range: the dates, each training and its
+    outcome, how many dates each stage ran, skipped or was not due for, and the dates left
+    unscored. Short ranges show every night."""
+    if len(results) <= BACKFILL_NIGHTS_SHOWN:
+        return "\n".join(r.summary() for r in results)
+    first, last = results[0].run_date, results[-1].run_date
+    lines = [f"backfill {first}..{last}: {len(results)} dates"]
+    trainings = [
+        f"{r.run_date} (v{r.trained.model_version}, "
+        f"{'promoted' if r.trained.decision.promoted else 'not promoted'})"
+        for r in results
+        if r.trained is not None
+    ]
+    lines.append(f"  trained {len(trainings)} time(s): {', '.join(trainings) or 'never'}")
+    for stage in STAGES:
+        outcomes: dict[str, int] = {}
+        for r in results:
+            if stage in r.stages:
+                # "not due (champion v3 is current)" and the like: counted by their kind.
+                kind = r.stages[stage].split(" (", 1)[0]
+                outcomes[kind] = outcomes.get(kind, 0) + 1
+        if outcomes:
+            counts = ", ".join(f"{kind} {n}" for kind, n in outcomes.items())
+            lines.append(f"  {stage}: {counts}")
+    unscored = [str(r.run_date) for r in results if r.stages.get("score", "").startswith("not ")]
+    if unscored:
+        shown = ", ".join(unscored[:5]) + (
+            f" and {len(unscored) - 5} more" if len(unscored) > 5 else ""
+        )
+        lines.append(f"  not scored: {shown}")
+    return "\n".join(lines)
+
+
 def _latest_rows(spark: SparkSession, audit: str, run_date: dt.date) -> list[Any]:
     """The latest audit row of each stage (and source) for the date, skips left out."""
     from pyspark.sql import Window
@@ -257,13 +296,36 @@ def unscored_entry(
 
 
 def run_nightly(
-    spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
+    spark: SparkSession,
+    config: AppConfig,
+    *,
+    run_date: dt.date,
+    run_id: str,
+    upkeep: bool = True,
 ) -> NightlyResult:
-    """One night for one date, under the pipeline's lease."""
+    """One night for one date, under the pipeline's lease, first maintaining the tables when
+    their cadence says so (`upkeep=False`: never, as for the nights of a backfill, which
+    maintains once at its end). First, because maintenance is what extends the time-travel
+    retention of the feature version the champion pinned, which this night's monitoring reads."""
     paths = PipelinePaths.of(config)
     ttl = config.storage.lease_ttl_seconds
     with tables_lease(spark, paths, ttl, command="nightly", run_id=run_id):
-        return _night(spark, config, run_date=run_date, run_id=run_id)
+        done = maintain_if_due(spark, config, run_date=run_date, run_id=run_id) if upkeep else None
+        result = _night(spark, config, run_date=run_date, run_id=run_id)
+        if done:
+            result.messages.insert(0, done)
+        return result
+
+
+def maintain_if_due(
+    spark: SparkSession, config: AppConfig, *, run_date: dt.date, run_id: str
+) -> str | None:
+    """Maintain the pipeline's tables when `maintain.every_days` says it is time; what it did."""
+    from pipeline.maintain import maintenance_due, run_maintain
+
+    if not maintenance_due(spark, config, run_date):
+        return None
+    return run_maintain(spark, config, run_date=run_date, run_id=f"{run_id}-maintain").summary()
 
 
 def _night(
@@ -347,6 +409,9 @@ def run_backfill(
     with tables_lease(spark, paths, ttl, command="backfill", run_id=run_id):
         day = first
         while day <= last:
-            results.append(run_nightly(spark, config, run_date=day, run_id=f"{run_id}-{day}"))
+            night = run_nightly(spark, config, run_date=day, run_id=f"{run_id}-{day}", upkeep=False)
+            results.append(night)
             day += dt.timedelta(days=1)
+        if results and (done := maintain_if_due(spark, config, run_date=last, run_id=run_id)):
+            results[-1].messages.append(done)
     return results

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) set-up of everything the pipeline needs on a fresh Linux machine:
 #   - a .venv with the pinned Python packages (constraints.txt) and this project installed editable;
-#   - the JVM jars Spark needs (Delta Lake; HDFS mini-cluster with --hdfs) resolved by Maven from
-#     Maven Central into .cache/jars/, so no Spark session ever downloads anything;
+#   - the JVM jars Spark needs (Delta Lake; HDFS mini-cluster with --hdfs; Hadoop's S3A connector
+#     with --s3) resolved by Maven from Maven Central into .cache/jars/, so no Spark session ever
+#     downloads anything;
 #   - Debian packages a fresh machine lacks (a native BLAS for MLlib), when run as root.
 # Re-running is cheap: each step is skipped when its inputs have not changed.
 set -euo pipefail
@@ -14,10 +15,12 @@ CACHE="$ROOT/.cache"
 mkdir -p "$CACHE"
 
 want_hdfs=0
+want_s3=0
 for arg in "$@"; do
   case "$arg" in
     --hdfs) want_hdfs=1 ;;
-    *) echo "setup.sh: unknown option $arg (known: --hdfs)" >&2; exit 2 ;;
+    --s3) want_s3=1 ;;
+    *) echo "setup.sh: unknown option $arg (known: --hdfs, --s3)" >&2; exit 2 ;;
   esac
 done
 
@@ -109,6 +112,7 @@ fetch_jars() {  # fetch_jars PROFILE : resolve a Maven profile into .cache/jars/
 }
 fetch_jars delta
 if [[ "$want_hdfs" == 1 ]]; then fetch_jars hdfs; fi
+if [[ "$want_s3" == 1 ]]; then fetch_jars s3; fi
 
 # --- JVM class-data-sharing archive (pipeline/jvmcache.py): faster JVM starts ---------------------
 if ! stamp_ok cds pyproject.toml constraints.txt scripts/jars/pom.xml || [[ ! -f "$CACHE/jvm/mlpipe.jsa" ]]; then

@@ -172,3 +172,21 @@ def mlflow_server_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlf
 def mlflow_server(mlflow_server_info: MlflowServerInfo) -> str:
     """The `http://127.0.0.1:PORT` tracking URI of the session's MLflow server."""
     return mlflow_server_info.tracking_uri
+
+
+@dataclass(frozen=True)
+class S3ServerInfo:
+    """A running S3-compatible API server (moto, scripts/s3-server.sh) on loopback."""
+
+    endpoint: str  # http://127.0.0.1:PORT
+    dir: Path
+
+
+@pytest.fixture(scope="session")
+def s3_server_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ServerInfo]:
+    """An S3 API server for the session (scripts/s3-server.sh), its buckets in memory."""
+    folder = tmp_path_factory.mktemp("s3")
+    port = free_port()
+    args: list[str | Path] = ["--dir", folder]
+    with running("s3-server.sh", ["--port", str(port), *args], args):
+        yield S3ServerInfo(f"http://{LOOPBACK}:{port}", folder)

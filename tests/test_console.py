@@ -5,6 +5,7 @@ file only. `--verbose` shows everything; a failure still exits non-zero with one
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import os
 import re
@@ -142,3 +143,44 @@ def test_a_failing_command_exits_1_with_one_clear_message_and_the_log_path(
     for noise in MACHINERY:
         assert noise not in run.console, (noise, run.console)
     assert "Traceback" in log.read_text()  # the details are in the log
+
+
+def test_a_long_backfill_prints_one_summary_of_the_range_not_every_night() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from pipeline.model.registry import GateDecision
+    from pipeline.nightly import NightlyResult, backfill_summary
+
+    first = dt.date(2026, 1, 1)
+    results = []
+    for d in range(30):
+        night = NightlyResult(first + dt.timedelta(days=d), f"r-{d}")
+        night.stages["ingest"] = "ran"
+        night.stages["features"] = "ran"
+        if d in (0, 1, 14):
+            promoted = d == 1
+            trained: Any = SimpleNamespace(
+                model_version=str(d + 1), decision=GateDecision(promoted, "reason")
+            )
+            night.trained = trained
+            night.stages["train"] = "ran"
+        else:
+            night.stages["train"] = "not due (champion v2 is current)"
+        night.stages["score"] = "not scored (no champion yet)" if d == 0 else "ran"
+        night.messages.append(f"score succeeded: rows read {d}")
+        results.append(night)
+
+    text = backfill_summary(results)
+    assert text.splitlines() == [
+        "backfill 2026-01-01..2026-01-30: 30 dates",
+        "  trained 3 time(s): 2026-01-01 (v1, not promoted), 2026-01-02 (v2, promoted), "
+        "2026-01-15 (v15, not promoted)",
+        "  ingest: ran 30",
+        "  features: ran 30",
+        "  train: ran 3, not due 27",
+        "  score: not scored 1, ran 29",
+        "  not scored: 2026-01-01",
+    ]
+    # A short range keeps every night's own summary.
+    assert backfill_summary(results[:3]) == "\n".join(r.summary() for r in results[:3])

@@ -5,14 +5,17 @@ registry round trip by alias."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
 from chispa import assert_approx_df_equality
 from mlflow import MlflowClient
+from mlflow.entities import RunInputs
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -22,6 +25,7 @@ from pyspark.testing import assertDataFrameEqual
 from pipeline.config import AppConfig
 from pipeline.io.audit import read_audit
 from pipeline.io.delta import read_delta
+from pipeline.lineage import version_model_id
 from pipeline.model import bootstrap
 from pipeline.model.evaluate import score_histogram, selection_metric
 from pipeline.model.registry import (
@@ -35,6 +39,7 @@ from pipeline.model.registry import (
 from pipeline.model.sampling import with_folds
 from pipeline.names import LABEL
 from pipeline.paths import PipelinePaths
+from pipeline.score.runner import run_score
 from pipeline.session import parallelism
 from pipeline.tracking import configure_mlflow, ensure_experiment
 from pipeline.train import policy
@@ -493,3 +498,98 @@ def test_a_champion_whose_run_stopped_before_its_ledger_row_gets_that_row_once(
     assertDataFrameEqual(read_audit(spark, audit).where(mine).drop(*volatile), written)
     assert record_unrecorded_promotion(spark, cfg) is None
     assert read_audit(spark, audit).where(mine).count() == 1
+
+
+def test_training_run_logs_the_feature_table_version_as_mlflow_datasets_linked_to_the_model(
+    trained: Trained,
+) -> None:
+    configure_mlflow(trained.cfg.mlflow)
+    client = MlflowClient()
+    features = PipelinePaths.of(trained.cfg).features
+    first = _inputs(client, trained.first.mlflow_run_id).dataset_inputs
+    second = _inputs(client, trained.second.mlflow_run_id).dataset_inputs
+    by_name = {i.dataset.name: i for i in first}
+    contexts = {
+        n: {t.key: t.value for t in i.tags}["mlflow.data.context"] for n, i in by_name.items()
+    }
+    assert contexts == {"features.train": "training", "features.test": "evaluation"}
+    for side in ("train", "test"):
+        dataset = by_name[f"features.{side}"].dataset
+        assert dataset.source_type == "delta_table"
+        assert _json(dataset.source) == {"path": features, "delta_table_version": 0}
+        assert _json(dataset.profile)["num_rows"] == trained.first.summary.rows[side]
+    # A digest names the input: the same rows on a second run, other rows on the other side.
+    digests = {i.dataset.name: i.dataset.digest for i in first}
+    assert digests == {i.dataset.name: i.dataset.digest for i in second}
+    assert digests["features.train"] != digests["features.test"]
+
+    # The registered version's logged model carries the test metrics, each with its dataset.
+    version = client.get_model_version("sel-model", trained.first.model_version)
+    model_id = version_model_id("sel-model", trained.first.model_version)
+    assert model_id is not None
+    assert version.source == f"models:/{model_id}"
+    model = client.get_logged_model(model_id)
+    assert model.source_run_id == trained.first.mlflow_run_id
+    linked = {(m.key, m.dataset_name, m.dataset_digest): m.value for m in model.metrics or []}
+    for key, value in trained.first.test_metrics.items():
+        assert linked[(f"test_{key}", "features.test", digests["features.test"])] == (
+            pytest.approx(value)
+        )
+    # And an input example: five test rows of the model's input columns.
+    example = Path(
+        mlflow.artifacts.download_artifacts(f"{model.artifact_location}/input_example.json")
+    )
+    rows = json.loads(example.read_text())
+    assert len(rows["data"]) == 5
+    assert {"x1", "x2", "noise", "c"} <= set(rows["columns"])
+
+
+def test_score_run_logs_the_rows_it_read_the_partition_it_wrote_and_the_champion_it_used(
+    spark: SparkSession, trained: Trained
+) -> None:
+    cfg = trained.cfg
+    configure_mlflow(cfg.mlflow)
+    entry = run_score(spark, cfg, run_date=RUN_DATE, run_id="score-lineage")
+    client = MlflowClient()
+    experiment = ensure_experiment(cfg.mlflow, "sel")
+    [run] = client.search_runs([experiment], filter_string="tags.stage = 'score'")
+    inputs = _inputs(client, run.info.run_id)
+    by_name = {i.dataset.name: i for i in inputs.dataset_inputs}
+    paths = PipelinePaths.of(cfg)
+    written = read_delta(spark, paths.predictions).where(F.col("run_date") == F.lit(RUN_DATE))
+    expected = {
+        "features": (paths.features, entry.table_versions["features"], entry.rows_read, "scoring"),
+        "predictions": (
+            paths.predictions,
+            entry.table_versions["predictions"],
+            written.count(),
+            "predictions",
+        ),
+    }
+    got = {
+        name: (
+            _json(i.dataset.source)["path"],
+            _json(i.dataset.source)["delta_table_version"],
+            _json(i.dataset.profile)["num_rows"],
+            {t.key: t.value for t in i.tags}["mlflow.data.context"],
+        )
+        for name, i in by_name.items()
+    }
+    assert got == expected
+    champion = client.get_model_version_by_alias("sel-model", CHAMPION)
+    champion_model = version_model_id("sel-model", champion.version)
+    assert champion_model is not None
+    assert [m.model_id for m in inputs.model_inputs] == [champion_model]
+
+
+def _inputs(client: MlflowClient, run_id: str) -> RunInputs:
+    inputs = client.get_run(run_id).inputs
+    assert inputs is not None, f"run {run_id} has no inputs"
+    return inputs
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    assert text is not None
+    value = json.loads(text)
+    assert isinstance(value, dict)
+    return value

@@ -24,6 +24,7 @@ from pipeline.config.sources import SourceSpec
 from pipeline.config.stages import (
     Duration,
     FeatureSpec,
+    MaintainSpec,
     ModelInputSpec,
     MonitorSpec,
     NightlySpec,
@@ -131,6 +132,7 @@ class PipelineSpec(Frozen):
     score: ScoreSpec = Field(default_factory=ScoreSpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     nightly: NightlySpec = Field(default_factory=NightlySpec)
+    maintain: MaintainSpec = Field(default_factory=MaintainSpec)
 
     @model_validator(mode="after")
     def _references(self) -> PipelineSpec:

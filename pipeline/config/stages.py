@@ -450,6 +450,17 @@ class MonitorSpec(Frozen):
     row_count_ratio_warn: float = Field(0.5, ge=0.0)  # warn when today / trailing mean is below
 
 
+class MaintainSpec(Frozen):
+    """Delta upkeep of the pipeline's tables (`mlpipe maintain`, and the nightly flow on a cadence):
+    compaction, checkpoints, and retention that never drops a version a champion pinned."""
+
+    every_days: int = Field(7, ge=0)  # the nightly flow runs it this often; 0 = only by hand
+    # Files no version within this window reads are deleted by VACUUM (Delta's default: 7 days).
+    file_retention_days: float = Field(7.0, ge=0.0)
+    # Log entries older than this are dropped at checkpoints (Delta's default: 30 days).
+    log_retention_days: float = Field(30.0, gt=0.0)
+
+
 class NightlySpec(Frozen):
     """The nightly flow: when to retrain."""
 

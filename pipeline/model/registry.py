@@ -99,17 +99,25 @@ def log_and_register(
     import mlflow
     import mlflow.spark
     from mlflow import MlflowClient
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
 
     inputs = [c for c in example_df.columns if not c.startswith("_")]
     sample = example_df.select(*inputs).limit(5)
     out = model.transform(sample).select("prediction")
-    signature = infer_signature(sample.toPandas(), out.toPandas())
-    info = mlflow.spark.log_model(
-        model,
-        artifact_path="model",
+    example = sample.toPandas()
+    signature = infer_signature(example, out.toPandas())
+    # MLflow 3's logging path (`Model.log`): the model becomes a LoggedModel that the registered
+    # version links to, with the run's metrics and dataset inputs. `mlflow.spark.log_model` still
+    # takes the older path for Spark models (no LoggedModel, a version linked to the run only).
+    info = Model.log(
+        artifact_path=None,
+        name="model",
+        flavor=mlflow.spark,
+        spark_model=model,
         registered_model_name=name,
         signature=signature,
+        # Five test rows as the model's input example (MLflow checks the model serves them).
+        input_example=example,
         pip_requirements=pip_requirements(model),
         # Custom stages (e.g. rare-category grouping) live in this package: ship it with the model.
         code_paths=[str(package_dir())],

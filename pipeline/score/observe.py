@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pipeline import tracking
+from pipeline import lineage, tracking
 from pipeline.config.models import MlflowConfig
 from pipeline.io.audit import read_audit
 from pipeline.io.delta import is_delta_table, read_delta
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from pipeline.config.stages import ModelInputSpec, MonitorSpec, NightlySpec
+    from pipeline.io.audit import LedgerEntry
     from pipeline.paths import PipelinePaths
 
 log = logging.getLogger(__name__)
@@ -101,14 +103,21 @@ def log_monitoring(
     model_name: str,
     model_version: str,
     tags: dict[str, str] | None = None,
+    inputs: Sequence[lineage.DeltaInput] = (),
 ) -> None:
-    """One MLflow run per scored date: the monitoring metrics, warnings and failures."""
+    """One MLflow run per scored date: the monitoring metrics, warnings and failures, the feature
+    rows read and the predictions written (dataset inputs), and the champion used (model input)."""
     import mlflow
 
     from pipeline.tracking import ensure_experiment
 
     experiment_id = ensure_experiment(mlflow_cfg, pipeline)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"score {pipeline} {run_date}"):
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"score {pipeline} {run_date}"
+    ) as scored:
+        lineage.log_inputs(
+            scored.info.run_id, inputs, model_id=lineage.version_model_id(model_name, model_version)
+        )
         tracking.set_tags(
             {
                 "stage": "score",
@@ -124,3 +133,25 @@ def log_monitoring(
         )
     for warning in report.warnings:
         log.warning("monitoring %s %s: %s", pipeline, run_date, warning)
+
+
+def score_lineage(paths: PipelinePaths, entry: LedgerEntry) -> list[lineage.DeltaInput]:
+    """What a score run read and wrote, from its ledger row: the date's feature rows at the
+    version scored, and the date's partition of the predictions at the version written."""
+    day = entry.run_date
+    tables = (
+        ("features", paths.features, entry.rows_read, "event_date", lineage.SCORING),
+        ("predictions", paths.predictions, entry.rows_accepted, "run_date", lineage.PREDICTIONS),
+    )
+    return [
+        lineage.DeltaInput(
+            name,
+            path,
+            entry.table_versions[name],
+            rows,
+            part=f"{column} = {day}",
+            context=context,
+        )
+        for name, path, rows, column, context in tables
+        if name in entry.table_versions
+    ]

@@ -18,7 +18,7 @@ from pipeline.model import ranking
 from pipeline.names import EVENT_DATE, RUN_DATE
 from pipeline.paths import PipelinePaths
 from pipeline.score import monitor
-from pipeline.score.observe import log_monitoring, trailing_rows
+from pipeline.score.observe import log_monitoring, score_lineage, trailing_rows
 from pipeline.score.predictions import champion_and_features, count_today, write_predictions
 
 if TYPE_CHECKING:
@@ -122,6 +122,7 @@ def score_recommendations(
         report,
         model_name=champ.name,
         model_version=champ.version,
+        inputs=score_lineage(paths, entry),
     )
     message = [f"{entry.rows_dropped} user(s) unknown to the model (cold start)"] * bool(
         entry.rows_dropped

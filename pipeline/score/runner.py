@@ -26,7 +26,7 @@ from pipeline.model.compiled import COMPILED, SCORING_TAG, model_scores
 from pipeline.model.inputs import resolve_inputs
 from pipeline.names import EVENT_DATE, RUN_DATE
 from pipeline.paths import PipelinePaths
-from pipeline.score.observe import assess_supervised, log_monitoring
+from pipeline.score.observe import assess_supervised, log_monitoring, score_lineage
 from pipeline.score.predictions import (
     champion_and_features,
     count_today,
@@ -231,6 +231,7 @@ def _score(
         report,
         model_name=champ.name,
         model_version=champ.version,
+        inputs=score_lineage(paths, entry),
         tags={SCORING_TAG: path},
     )
     crash_point("score.after_monitoring")

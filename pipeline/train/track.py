@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import tracking
+from pipeline import lineage, tracking
 from pipeline.config.models import AppConfig
 from pipeline.io.audit import LedgerEntry
 from pipeline.io.delta import table_version
@@ -155,6 +155,7 @@ def track_register_gate(
                 **scoring,
             },
         )
+        _log_lineage(parent.info.run_id, config, ev, info, version)
         entry.rows_read = ev.rows["train"] + ev.rows["test"]
         entry.rows_accepted = entry.rows_read
         entry.table_versions["features"] = info.features_version
@@ -211,6 +212,34 @@ def track_register_gate(
     return TrainResult(
         run_id, name, version, decision, summary, info.report_dir, info.features_version
     )
+
+
+def _log_lineage(
+    run_id: str, config: AppConfig, ev: Evaluation, info: RunInfo, version: str
+) -> None:
+    """The feature table version the run learned from and was tested on, as MLflow dataset
+    inputs, and the test metrics on the registered version's logged model with their dataset."""
+    spec = config.require_pipeline()
+    first, last = spec.nightly.training_window(info.run_date)
+    part = f"event dates {first}..{last}, {spec.require_train().split.kind} split"
+    features = PipelinePaths.of(config).features
+    frame = ev.example.select(*[c for c in ev.example.columns if not c.startswith("_")])
+    train, test = (
+        lineage.DeltaInput(
+            f"features.{side}",
+            features,
+            info.features_version,
+            ev.rows[side],
+            part=f"{part}: {side} rows",
+            context=context,
+            frame=frame,
+        )
+        for side, context in (("train", lineage.TRAINING), ("test", lineage.EVALUATION))
+    )
+    lineage.log_inputs(run_id, [train, test])
+    model_id = lineage.version_model_id(spec.model_name, version)
+    test_metrics = {f"test_{k}": v for k, v in ev.test_metrics.items()}
+    lineage.log_model_metrics(run_id, test_metrics, model_id=model_id, dataset=test)
 
 
 def _log_candidates(experiment_id: str, ev: Evaluation, metric: str) -> None:
