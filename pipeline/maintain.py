@@ -52,6 +52,7 @@ class Pin:
 
     path: str
     version: int
+    model_version: str  # the registered version that pins it
     reason: str  # e.g. "model fraud v3 (champion)"
 
 
@@ -129,7 +130,7 @@ def pinned_versions(config: AppConfig) -> list[Pin]:
         tag = client.get_model_version(name, version).tags.get("features_version")
         if tag:
             reason = f"model {name} v{version} ({', '.join(sorted(aliases))})"
-            pins.append(Pin(features, int(tag), reason))
+            pins.append(Pin(features, int(tag), version, reason))
     return pins
 
 
@@ -200,8 +201,9 @@ def maintain_table(
         committed = _commit_time(spark, path, pin.version)
         if committed is not None:
             oldest_h = max(oldest_h, (now - committed).total_seconds() / 3600)
-    # Until the next maintenance extends it again: the pin ages meanwhile.
-    keep_h = oldest_h + (next_run_days + 1) * 24 if upkeep.pinned else 0.0
+    # Until the next maintenance extends it again (the pin ages meanwhile), and past the two days
+    # before expiry at which `maintenance_due` calls for one anyway.
+    keep_h = oldest_h + (next_run_days + 3) * 24 if upkeep.pinned else 0.0
     upkeep.retention_hours = math.ceil(max(file_retention_days * 24, keep_h))
     upkeep.log_retention_days = math.ceil(max(log_retention_days, keep_h / 24))
 
@@ -248,7 +250,8 @@ def run_maintain(
                 path,
                 file_retention_days=m.file_retention_days,
                 log_retention_days=m.log_retention_days,
-                next_run_days=m.every_days,
+                # Without a cadence, pins are kept as far as with the default weekly one.
+                next_run_days=m.every_days or 7,
                 pins=pins,
                 now=now,
             )
@@ -267,13 +270,20 @@ def run_maintain(
 
 def maintenance_due(spark: SparkSession, config: AppConfig, run_date: dt.date) -> bool:
     """Due every `maintain.every_days`, counted from the last maintenance or, before the first,
-    from the pipeline's first night (so a young pipeline is not maintained on its first night)."""
+    from the pipeline's first night (so a young pipeline is not maintained on its first night);
+    and, whatever the cadence, as soon as a pinned version comes within two days of its table's
+    time-travel retention (a champion kept for long would otherwise become unreadable for the
+    nightly monitoring that compares against it)."""
     from pyspark.sql import functions as F
 
     spec = config.require_pipeline()
     every = spec.maintain.every_days
     paths = PipelinePaths.of(config)
-    if not every or not is_delta_table(spark, paths.audit):
+    if not is_delta_table(spark, paths.audit):
+        return False
+    if pins_expiring(spark, config):
+        return True
+    if not every:
         return False
     audit = read_audit(spark, paths.audit).where(F.col("run_date").isNotNull())
     last = (
@@ -286,3 +296,41 @@ def maintenance_due(spark: SparkSession, config: AppConfig, run_date: dt.date) -
         first = audit.agg(F.min("run_date")).first()
         since = first[0] if first is not None else None
     return since is not None and (run_date - since).days >= every
+
+
+_MARGIN = dt.timedelta(days=2)
+_DEFAULT_FILE_RETENTION = dt.timedelta(hours=_DELTA_MIN_RETENTION_HOURS)
+
+
+def pins_expiring(spark: SparkSession, config: AppConfig) -> list[Pin]:
+    """The pinned versions within two days of their table's deleted-file retention (Delta's
+    limit for time travel). The registry is asked first, and a table only for pins whose model
+    version is itself old enough to matter: on most nights this reads no table."""
+    from mlflow import MlflowClient
+
+    now = dt.datetime.now(dt.timezone.utc)
+    name = config.require_pipeline().model_name
+    client = MlflowClient()
+    out = []
+    for pin in pinned_versions(config):
+        created = client.get_model_version(name, pin.model_version).creation_timestamp or 0
+        registered = dt.datetime.fromtimestamp(created / 1000, dt.timezone.utc)
+        if now - registered < _DEFAULT_FILE_RETENTION - _MARGIN - dt.timedelta(days=1):
+            continue  # the pinned commit came before the registration, at most a day before
+        committed = _commit_time(spark, pin.path, pin.version)
+        if committed is not None and now - committed >= _file_retention(spark, pin.path) - _MARGIN:
+            out.append(pin)
+    return out
+
+
+def _file_retention(spark: SparkSession, path: str) -> dt.timedelta:
+    """The table's `delta.deletedFileRetentionDuration` (Delta's default when unset)."""
+    import re
+
+    rows = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+    value = {r.key: r.value for r in rows}.get("delta.deletedFileRetentionDuration", "")
+    match = re.fullmatch(r"interval (\d+) (hours?|days?)", value.strip().lower())
+    if match is None:
+        return _DEFAULT_FILE_RETENTION
+    n = int(match.group(1))
+    return dt.timedelta(hours=n) if match.group(2).startswith("hour") else dt.timedelta(days=n)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -145,10 +146,10 @@ def test_vacuum_keeps_the_feature_version_the_champion_pinned_and_deletes_older_
     assert [(p.version, p.reason) for p in upkeep.pinned] == [
         (2, f"model {name} v{model.version} (champion)")
     ]
-    # Back to the pinned commit (33 days) and on to the next maintenance (7 days, and a day's
-    # margin), not the configured zero; the log (default 30 days) as far.
-    assert 41 * 24 < upkeep.retention_hours <= 41 * 24 + 1
-    assert upkeep.log_retention_days == 42
+    # Back to the pinned commit (33 days) and on past the next maintenance (in 7 days) and the
+    # two days' warning before expiry, not the configured zero; the log (default 30 days) as far.
+    assert 43 * 24 < upkeep.retention_hours <= 43 * 24 + 1
+    assert upkeep.log_retention_days == 44
     props = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
     assert {r.key: r.value for r in props}["delta.deletedFileRetentionDuration"] == (
         f"interval {upkeep.retention_hours} hours"
@@ -187,3 +188,28 @@ def test_the_nightly_flow_maintains_on_its_cadence_counted_from_the_first_night(
     never = _config(tmp_path / "never", "pipeline.maintain.every_days=0")
     _ledger_rows(spark, never, 1)
     assert not maintenance_due(spark, never, DAY + dt.timedelta(days=365))
+
+
+def test_a_pin_near_its_time_travel_limit_makes_maintenance_due_whatever_the_cadence(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    cfg = _config(tmp_path, "pipeline.maintain.every_days=0")
+    _ledger_rows(spark, cfg, 1)
+    _features_history(spark, cfg)  # version 2 was committed 33 days ago
+    client = MlflowClient()
+    name = cfg.require_pipeline().model_name
+    client.create_registered_model(name)
+    model = client.create_model_version(name, source=str(tmp_path), tags={"features_version": "2"})
+    client.set_registered_model_alias(name, "champion", model.version)
+    # Registered just now: its pin is taken to be recent, no table is read.
+    assert not maintenance_due(spark, cfg, DAY)
+
+    # The registration 33 days old, as the registry would have it a month on.
+    month_ago = int((dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=33)).timestamp() * 1000)
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute("UPDATE model_versions SET creation_time = ?", (month_ago,))
+    assert maintenance_due(spark, cfg, DAY)  # beyond Delta's default 7 days: due at once
+    run_maintain(spark, cfg, run_date=DAY, run_id="m")
+    assert not maintenance_due(spark, cfg, DAY)  # the retention now reaches past the pin
+    path = PipelinePaths.of(cfg).features
+    assert sorted(r.v for r in read_delta(spark, path, 2).collect()) == [2, 2, 2]

@@ -454,7 +454,8 @@ class MaintainSpec(Frozen):
     """Delta upkeep of the pipeline's tables (`mlpipe maintain`, and the nightly flow on a cadence):
     compaction, checkpoints, and retention that never drops a version a champion pinned."""
 
-    every_days: int = Field(7, ge=0)  # the nightly flow runs it this often; 0 = only by hand
+    # The nightly flow runs it this often (0: no schedule; a pin near expiry still calls for one).
+    every_days: int = Field(7, ge=0)
     # Files no version within this window reads are deleted by VACUUM (Delta's default: 7 days).
     file_retention_days: float = Field(7.0, ge=0.0)
     # Log entries older than this are dropped at checkpoints (Delta's default: 30 days).
