@@ -154,6 +154,7 @@ def _nightly(inv: Invocation) -> int:
 
 def _backfill(inv: Invocation) -> int:
     from pipeline.backfill import run_backfill
+    from pipeline.nightly import backfill_summary
 
     results = run_backfill(
         inv.spark(),
@@ -163,8 +164,6 @@ def _backfill(inv: Invocation) -> int:
         run_id=new_run_id(),
         night_by_night=inv.args.night_by_night,
     )
-    from pipeline.nightly import backfill_summary
-
     for result in results:  # every night in full in the run's log file
         log.info(result.summary())
     print(backfill_summary(results))
@@ -228,32 +227,12 @@ def _config(inv: Invocation) -> int:
 
 def _init(inv: Invocation) -> int:
     from pipeline.config.loader import default_conf_dir
-    from pipeline.init import draft_pipeline
+    from pipeline.init import write_draft
 
     args = inv.args
     conf = Path(args.conf_dir) if args.conf_dir else default_conf_dir()
-    target = conf / "base" / "pipelines" / f"{args.name}.yml"
-    if target.exists() and not args.force:
-        raise ConfigError(f"{target} exists: pass --force to replace it")
-    try:
-        draft = draft_pipeline(
-            inv.spark,
-            args.name,
-            args.source,
-            fmt=args.format,
-            label=args.label,
-            positive=args.positive or (),
-            test=args.test,
-            weight=args.weight,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(draft.text)
-    print(f"wrote {target}")
-    for note in draft.notes:
-        print(f"  {note}")
-    print(f"next: mlpipe ingest --pipeline {args.name}   (then features, train, score)")
+    opts = {k: getattr(args, k) for k in ("format", "label", "test", "weight", "force")}
+    print(write_draft(inv.spark, conf, args.name, args.source, positive=args.positive, **opts))
     return EXIT_OK
 
 
@@ -322,11 +301,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         _score,
     )
     add(
-        "maintain",
-        "compact, checkpoint and vacuum the pipeline's Delta tables, keeping pinned versions",
-        _maintain,
-    )
-    add(
         "nightly",
         "ingest -> features -> (retrain) -> score for one date in one Spark app",
         _nightly,
@@ -350,6 +324,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         "what each stage did per date (the audit ledger), predictions per date, the champion",
         _status,
         run_date=False,
+    )
+    add(
+        "maintain",
+        "compact, checkpoint and vacuum the pipeline's Delta tables, keeping pinned versions",
+        _maintain,
     )
     demo = add(
         "demo",

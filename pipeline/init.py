@@ -131,3 +131,44 @@ def _draft_with_spark(
         records = [json.loads(line) for line in lines if line.strip()]
         return draft_from_records(name, records, path=folder, fmt="json", choices=choices)
     return draft_from_lines(name, lines, path=folder, choices=choices)
+
+
+def write_draft(
+    spark: Callable[[], SparkSession],
+    conf_dir: Path,
+    name: str,
+    uri: str,
+    *,
+    format: str | None,
+    label: str | None,
+    positive: Sequence[str] | None,
+    test: str | None,
+    weight: str | None,
+    force: bool,
+) -> str:
+    """`mlpipe init`: draft the pipeline `name` from the data at `uri` into
+    `<conf_dir>/base/pipelines/<name>.yml`; what to tell the user. A `ConfigError` when the file
+    exists (without `force`) or the sample cannot be drafted from."""
+    from pipeline.errors import ConfigError
+
+    target = conf_dir / "base" / "pipelines" / f"{name}.yml"
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists: pass --force to replace it")
+    try:
+        draft = draft_pipeline(
+            spark,
+            name,
+            uri,
+            fmt=format,
+            label=label,
+            positive=positive or (),
+            test=test,
+            weight=weight,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(draft.text)
+    lines = [f"wrote {target}", *(f"  {note}" for note in draft.notes)]
+    lines.append(f"next: mlpipe ingest --pipeline {name}   (then features, train, score)")
+    return "\n".join(lines)

@@ -222,6 +222,7 @@ COMMANDS = [
     "nightly",
     "backfill",
     "status",
+    "maintain",
     "demo",
     "init",
     "check",
