@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipeline.redact import redact
+
 if TYPE_CHECKING:
     from mlflow.entities import Dataset
     from pyspark.sql import DataFrame
@@ -61,7 +63,8 @@ def to_dataset(item: DeltaInput) -> Dataset:
         name=item.name,
         digest=item.digest,
         source_type=DeltaDatasetSource._get_source_type(),
-        source=json.dumps(source),
+        # A table URI is configuration: through the redaction layer, as every tag and param is.
+        source=redact(json.dumps(source)),
         schema=_schema(item.frame),
         profile=json.dumps(profile),
     )

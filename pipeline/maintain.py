@@ -53,6 +53,7 @@ class Pin:
     path: str
     version: int
     model_version: str  # the registered version that pins it
+    registered_at: dt.datetime  # when that version was registered
     reason: str  # e.g. "model fraud v3 (champion)"
 
 
@@ -127,10 +128,14 @@ def pinned_versions(config: AppConfig) -> list[Pin]:
     for alias, version in (model.aliases or {}).items():
         by_version.setdefault(str(version), []).append(alias)
     for version, aliases in sorted(by_version.items()):
-        tag = client.get_model_version(name, version).tags.get("features_version")
+        found = client.get_model_version(name, version)
+        tag = found.tags.get("features_version")
         if tag:
             reason = f"model {name} v{version} ({', '.join(sorted(aliases))})"
-            pins.append(Pin(features, int(tag), version, reason))
+            registered = dt.datetime.fromtimestamp(
+                (found.creation_timestamp or 0) / 1000, dt.timezone.utc
+            )
+            pins.append(Pin(features, int(tag), version, registered, reason))
     return pins
 
 
@@ -304,16 +309,10 @@ def pins_expiring(spark: SparkSession, config: AppConfig) -> list[Pin]:
     """The pinned versions within two days of their table's deleted-file retention (Delta's
     limit for time travel). The registry is asked first, and a table only for pins whose model
     version is itself old enough to matter: on most nights this reads no table."""
-    from mlflow import MlflowClient
-
     now = dt.datetime.now(dt.timezone.utc)
-    name = config.require_pipeline().model_name
-    client = MlflowClient()
     out = []
     for pin in pinned_versions(config):
-        created = client.get_model_version(name, pin.model_version).creation_timestamp or 0
-        registered = dt.datetime.fromtimestamp(created / 1000, dt.timezone.utc)
-        if now - registered < _DEFAULT_FILE_RETENTION - _MARGIN - dt.timedelta(days=1):
+        if now - pin.registered_at < _DEFAULT_FILE_RETENTION - _MARGIN - dt.timedelta(days=1):
             continue  # the pinned commit came before the registration, at most a day before
         committed = _commit_time(spark, pin.path, pin.version)
         if committed is not None and now - committed >= _file_retention(spark, pin.path) - _MARGIN:
